@@ -1,0 +1,81 @@
+"""Score a model's logits against true labels: the numbers of `metrics/eval/<model>.json`.
+
+Pure NumPy on arrays in, dicts and DataFrames out, so the arithmetic can be checked by hand.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from catsdogs.split import LABELS
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Probability of the positive class (dog) from logits, without overflow."""
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(logits, dtype=np.float64)))
+
+
+def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve: the chance a random dog outscores a random cat (ties 1/2)."""
+    y_true = np.asarray(y_true).astype(bool)
+    pos, neg = scores[y_true], scores[~y_true]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    greater = (pos[:, None] > neg[None, :]).sum()
+    ties = (pos[:, None] == neg[None, :]).sum()
+    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
+
+
+def classification_metrics(y_true: np.ndarray, logits: np.ndarray) -> dict[str, Any]:
+    """Accuracy, loss, precision, recall, F1, ROC AUC and the confusion matrix (dog positive).
+
+    The confusion matrix is `[[true cat as cat, true cat as dog], [dog as cat, dog as dog]]`.
+    """
+    y_true = np.asarray(y_true).astype(int).ravel()
+    logits = np.asarray(logits, dtype=np.float64).ravel()
+    if y_true.shape != logits.shape or y_true.size == 0:
+        raise ValueError(
+            f"need equal, non-empty label and logit arrays, got {y_true.shape} and {logits.shape}"
+        )
+    y_pred = (logits >= 0).astype(int)
+    tp = int(((y_pred == 1) & (y_true == 1)).sum())
+    tn = int(((y_pred == 0) & (y_true == 0)).sum())
+    fp = int(((y_pred == 1) & (y_true == 0)).sum())
+    fn = int(((y_pred == 0) & (y_true == 1)).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    # Binary cross-entropy from logits, the training loss: max(x, 0) - x*y + log(1 + e^-|x|).
+    loss = np.maximum(logits, 0) - logits * y_true + np.log1p(np.exp(-np.abs(logits)))
+    return {
+        "accuracy": (tp + tn) / y_true.size,
+        "loss": float(loss.mean()),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "roc_auc": roc_auc(y_true, logits),
+        "confusion_matrix": [[tn, fp], [fn, tp]],
+        "count": int(y_true.size),
+    }
+
+
+def predictions_table(paths: list[str], y_true: np.ndarray, logits: np.ndarray) -> pd.DataFrame:
+    """One row per image: path, actual and predicted label, probability of dog."""
+    y_true = np.asarray(y_true).astype(int).ravel()
+    logits = np.asarray(logits).ravel()
+    return pd.DataFrame(
+        {
+            "path": paths,
+            "actual": [LABELS[i] for i in y_true],
+            "predicted": [LABELS[int(x >= 0)] for x in logits],
+            "probability_dog": np.round(sigmoid(logits), 6),
+        }
+    )
+
+
+def predict_logits(model: Any, dataset: Any) -> np.ndarray:
+    """The model's logits for every element of a batched dataset, in order, as a 1-D array."""
+    return np.asarray(model.predict(dataset, verbose=0)).ravel()

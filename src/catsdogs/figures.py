@@ -1,0 +1,77 @@
+"""Matplotlib figures of the pipeline, each saved atomically as a PNG.
+
+Reads images (as arrays) and tables handed in; writes one PNG per call. Uses the Agg backend:
+no display is needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from catsdogs.atomic import atomic_file  # noqa: E402
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _show(ax: plt.Axes, image: np.ndarray, title: str, color: str = "black") -> None:
+    ax.imshow(np.clip(np.asarray(image), 0, 255).astype("uint8"))
+    ax.set_title(title, fontsize=9, color=color)
+    ax.axis("off")
+
+
+def image_grid(
+    images: Sequence[np.ndarray], titles: Sequence[str], path: Path, *, columns: int = 3,
+    colors: Sequence[str] | None = None, suptitle: str | None = None,
+) -> None:
+    """Images in rows of `columns`, each under its title (e.g. 3 cats over 3 dogs)."""
+    rows = max(1, -(-len(images) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, (image, title) in enumerate(zip(images, titles, strict=True)):
+        _show(axes.ravel()[i], image, title, colors[i] if colors else "black")
+    if suptitle:
+        fig.suptitle(suptitle)
+    _save(fig, path)
+
+
+def training_curves(history: pd.DataFrame, path: Path, title: str) -> None:
+    """Accuracy and loss per epoch, training vs validation."""
+    fig, (acc, loss) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in ((acc, "accuracy"), (loss, "loss")):
+        ax.plot(history["epoch"], history[metric], marker="o", label=f"training {metric}")
+        ax.plot(history["epoch"], history[f"val_{metric}"], marker="o", label=f"validation {metric}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], path: Path, title: str) -> None:
+    """A labelled confusion matrix: rows actual, columns predicted."""
+    counts = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.imshow(counts, cmap="Blues")
+    for (i, j), value in np.ndenumerate(counts):
+        ax.text(j, i, str(value), ha="center", va="center",
+                color="white" if value > counts.max() / 2 else "black")
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    ax.set_title(title)
+    _save(fig, path)

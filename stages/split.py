@@ -1,0 +1,71 @@
+"""DVC stage `split`: check every image and write the train/validation/test manifest.
+
+Reads the `split` section of params.yaml and the extracted tree at --images. Writes
+manifest.csv, excluded.csv and duplicates.csv to --out, the data metrics (counts, baseline)
+to --metrics, the 3-cats-over-3-dogs sample figure to --figure, and logs them to MLflow as
+run `split`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from catsdogs import figures, tracking
+from catsdogs.atomic import atomic_dir, write_csv, write_json
+from catsdogs.config import from_mapping, load_params, section
+from catsdogs.data import load_images
+from catsdogs.split import LABELS, DataError, SplitConfig, build_manifest, data_metrics
+from catsdogs.stage_support import fails_clearly, params_option, setup_logging
+
+SAMPLES_PER_CLASS = 3
+
+
+@click.command()
+@params_option
+@click.option("--images", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              default="data/raw", show_default=True, help="The extracted data set.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="data/split",
+              show_default=True, help="Folder for manifest.csv, excluded.csv, duplicates.csv.")
+@click.option("--metrics", "metrics_path", type=click.Path(dir_okay=False, path_type=Path),
+              default="metrics/data.json", show_default=True, help="Data metrics JSON.")
+@click.option("--figure", type=click.Path(dir_okay=False, path_type=Path),
+              default="plots/data/samples.png", show_default=True,
+              help="Sample figure: 3 training cats over 3 training dogs.")
+@fails_clearly(DataError, tracking.TrackingError)
+def main(params_path: str, images: Path, out: Path, metrics_path: Path, figure: Path) -> None:
+    """Split the data set: train/ is train; every split.test_every-th validation file per
+    class is test; the rest is validation. Unusable images are excluded and listed."""
+    setup_logging()
+    params = load_params(params_path)
+    config = from_mapping(SplitConfig, section(params, "split"), "split")
+    tracking.connect()
+    result = build_manifest(images, test_every=config.test_every, strict=config.strict)
+    metrics = data_metrics(result)
+    with atomic_dir(out) as tmp:
+        write_csv(tmp / "manifest.csv", result.manifest)
+        write_csv(tmp / "excluded.csv", result.excluded)
+        write_csv(tmp / "duplicates.csv", result.duplicates)
+    write_json(metrics_path, metrics)
+
+    train = result.manifest[result.manifest["split"] == "train"]
+    picks = [train[train["label"] == label].head(SAMPLES_PER_CLASS) for label in LABELS]
+    paths = [images / p for pick in picks for p in pick["path"]]
+    titles = [label for pick in picks for label in pick["label"]]
+    figures.image_grid(list(load_images(paths, 160).numpy()), titles, figure,
+                       columns=SAMPLES_PER_CLASS, suptitle="Training samples")
+
+    with tracking.run("split", tags=tracking.context_tags("split")):
+        tracking.log_params({"split": params["split"], "seed": params.get("seed")})
+        tracking.log_metrics(metrics)
+        tracking.log_artifact(figure, "figures")
+        tracking.log_artifact(out / "excluded.csv", "data")
+        tracking.log_artifact(metrics_path, "data")
+    counts = {s: v["total"] for s, v in metrics["splits"].items()}
+    click.echo(f"Split {counts}; excluded {metrics['excluded']}, "
+               f"cross-split duplicates {metrics['cross_split_duplicates']}.", err=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Shared fixtures: a tiny synthetic data set shaped like cats_and_dogs_filtered.
+
+Cats are bright images, dogs dark ones, each with noise and a random square, so that even a
+one-epoch CNN can tell them apart while the files are real JPEGs of varied content.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+TOP = "cats_and_dogs_filtered"
+# Per class: train images, validation images (every 5th of validation becomes test).
+COUNTS = {"train": 12, "validation": 10}
+NUMBERING = {"train": 0, "validation": 2000}
+
+
+def jpeg_bytes(label: str, index: int, size: int = 32) -> bytes:
+    """One synthetic JPEG: bright for cats, dark for dogs, deterministic per (label, index)."""
+    rng = np.random.default_rng(hash((label, index)) % 2**32)
+    base = 190 if label == "cat" else 60
+    pixels = np.clip(base + rng.normal(0, 25, (size, size, 3)), 0, 255)
+    x, y = rng.integers(0, size - 8, 2)
+    pixels[y : y + 8, x : x + 8] = rng.integers(0, 255, 3)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype("uint8")).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def write_dataset_zip(path: Path, extra: dict[str, bytes] | None = None) -> Path:
+    """Write a synthetic cats_and_dogs_filtered zip; `extra` adds {archive name: bytes}."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for split, count in COUNTS.items():
+            for folder, label in (("cats", "cat"), ("dogs", "dog")):
+                for i in range(count):
+                    number = NUMBERING[split] + i
+                    name = f"{TOP}/{split}/{folder}/{label}.{number}.jpg"
+                    zf.writestr(name, jpeg_bytes(label, number))
+        for name, data in (extra or {}).items():
+            zf.writestr(name, data)
+    return path
+
+
+@pytest.fixture(scope="session")
+def dataset_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic data set zip, built once per test session."""
+    return write_dataset_zip(tmp_path_factory.mktemp("zip") / "cats_and_dogs_filtered.zip")
+
+
+@pytest.fixture(scope="session")
+def extracted(tmp_path_factory: pytest.TempPathFactory, dataset_zip: Path) -> Path:
+    """The synthetic data set extracted: the folder holding cats_and_dogs_filtered/."""
+    out = tmp_path_factory.mktemp("raw")
+    with zipfile.ZipFile(dataset_zip) as zf:
+        zf.extractall(out)
+    return out
+
+
+@pytest.fixture()
+def tracking_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point MLflow at a fresh sqlite store for one test."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
