@@ -106,7 +106,9 @@ def main(params_path: str, name: str, manifest: Path, images: Path, init_from: P
 
         text = io.StringIO()
         model.summary(print_fn=lambda line, **_: text.write(line + "\n"))
-        tracking.log_metrics({k: v for k, v in summary.items() if k != "epochs"})
+        # The final loss/accuracy values are the curves' last points, logged per epoch.
+        curves = {"loss", "accuracy", "val_loss", "val_accuracy"}
+        tracking.log_metrics({k: v for k, v in summary.items() if k not in curves})
         tracking.log_text(text.getvalue(), "model_summary.txt")
         tracking.log_artifact(history_path, "history")
         for png in sorted(figures_dir.glob("*.png")):

@@ -71,3 +71,32 @@ def tracking_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     return uri
+
+
+def load_stage(name: str):
+    """The click command of `stages/<name>.py` (stages are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", PROJECT_ROOT / "stages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def small_params(dataset_zip: Path, **train: int) -> dict:
+    """params.yaml with test-sized settings: the synthetic zip, 32 px, 1 epoch, no downloads."""
+    import yaml
+
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    params["download"]["url"] = dataset_zip.as_uri()
+    params["train"].update({"image_size": 32, "batch_size": 8, "epochs": 1, **train})
+    params["models"]["m4_transfer"]["weights"] = "none"
+    params["finetune"]["m5_finetune"]["epochs"] = 1
+    return params
+
+
+def write_params(path: Path, params: dict) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path

@@ -1,0 +1,83 @@
+"""The whole pipeline through the real `dvc repro`, in a temporary copy of the project."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import PROJECT_ROOT, small_params, write_params
+from mlflow.tracking import MlflowClient
+
+MODELS = ["m1_cnn", "m2_augment", "m3_preprocess", "m4_transfer", "m5_finetune"]
+
+
+def sh(cwd: Path, *args: str) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)  # the default store: <repo>/mlflow.db
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{args}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout + result.stderr
+
+
+def ran_stages(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+@pytest.mark.slow
+def test_dvc_repro_end_to_end(tmp_path: Path, dataset_zip: Path) -> None:
+    repo = tmp_path / "project"
+    repo.mkdir()
+    for name in ("dvc.yaml", ".gitignore", ".dvcignore"):
+        shutil.copy(PROJECT_ROOT / name, repo / name)
+    for folder in ("stages", "src"):
+        shutil.copytree(PROJECT_ROOT / folder, repo / folder,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    write_params(repo / "params.yaml", small_params(dataset_zip))
+    sh(repo, "git", "init", "-q")
+    sh(repo, "dvc", "init", "-q")
+    sh(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "init")
+
+    first = sh(repo, "dvc", "repro")
+    expected = {"download", "split"} | {f"train@{m}" for m in MODELS[:4]} | {
+        "finetune@m5_finetune", "evaluate_finetune@m5_finetune"} | {f"evaluate@{m}" for m in MODELS[:4]}
+    assert ran_stages(first) == expected
+
+    data = json.loads((repo / "metrics/data.json").read_text())
+    assert data["splits"]["train"]["total"] == 24 and data["splits"]["test"]["baseline_accuracy"] == 0.5
+    for model in MODELS:
+        trained = json.loads((repo / f"metrics/train/{model}.json").read_text())
+        evaluated = json.loads((repo / f"metrics/eval/{model}.json").read_text())
+        assert 0.0 <= trained["val_accuracy"] <= 1.0 and trained["epochs"] == 1
+        assert 0.0 <= evaluated["accuracy"] <= 1.0 and evaluated["count"] == 4
+        assert (repo / f"models/{model}/model.keras").is_file()
+        assert len(pd.read_csv(repo / f"metrics/history/{model}.csv")) == 1
+    # The synthetic classes are easy: the small CNN must beat the coin after one epoch.
+    assert json.loads((repo / "metrics/train/m3_preprocess.json").read_text())["val_accuracy"] > 0.5
+
+    # One run per model in the default store at the repo root, with test accuracy logged.
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("catsdogs").experiment_id])
+    by_name = {r.info.run_name: r for r in runs}
+    assert set(MODELS) <= set(by_name)
+    for model in MODELS:
+        assert "test_accuracy" in by_name[model].data.metrics
+        assert by_name[model].data.tags["dvc_stage"].endswith(f"@{model}")
+
+    # Everything cached: a second repro has nothing to do.
+    second = sh(repo, "dvc", "repro")
+    assert ran_stages(second) == set()
+    assert "up to date" in sh(repo, "dvc", "status")
+
+    # Changing one model's params re-runs that model's stages and nothing else.
+    params = small_params(dataset_zip)
+    params["models"]["m1_cnn"]["dropout"] = 0.3
+    write_params(repo / "params.yaml", params)
+    third = sh(repo, "dvc", "repro")
+    assert ran_stages(third) == {"train@m1_cnn", "evaluate@m1_cnn"}

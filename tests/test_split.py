@@ -1,0 +1,105 @@
+"""split: checking every image, the every-5th test split, the manifest and data metrics."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from catsdogs.atomic import write_csv
+from catsdogs.split import DataError, build_manifest, data_metrics
+
+TOP = "cats_and_dogs_filtered"
+
+
+@pytest.fixture()
+def tree(extracted: Path, tmp_path: Path) -> Path:
+    """A writable copy of the extracted synthetic data set."""
+    copy = tmp_path / "raw"
+    shutil.copytree(extracted, copy)
+    return copy
+
+
+def test_counts_and_every_fifth_validation_file_is_test(tree: Path) -> None:
+    result = build_manifest(tree, test_every=5, strict=False)
+    manifest = result.manifest
+    counts = manifest.groupby(["split", "label"]).size().to_dict()
+    assert counts == {
+        ("test", "cat"): 2, ("test", "dog"): 2,
+        ("train", "cat"): 12, ("train", "dog"): 12,
+        ("validation", "cat"): 8, ("validation", "dog"): 8,
+    }
+    test_cats = manifest[(manifest.split == "test") & (manifest.label == "cat")]["path"]
+    assert list(test_cats) == [f"{TOP}/validation/cats/cat.2004.jpg", f"{TOP}/validation/cats/cat.2009.jpg"]
+    assert manifest["path"].is_unique
+    assert set(manifest.loc[manifest.split == "train", "path"].str.split("/").str[1]) == {"train"}
+    assert result.excluded.empty and result.duplicates.empty
+
+
+def test_data_metrics_give_counts_and_baseline(tree: Path) -> None:
+    metrics = data_metrics(build_manifest(tree, test_every=5, strict=False))
+    assert metrics["splits"]["train"] == {
+        "count": {"cat": 12, "dog": 12}, "total": 24, "baseline_accuracy": 0.5,
+    }
+    assert metrics["splits"]["test"]["total"] == 4
+    assert metrics["excluded"] == 0 and metrics["cross_split_duplicates"] == 0
+
+
+def test_manifest_is_byte_for_byte_deterministic(tree: Path, tmp_path: Path) -> None:
+    write_csv(tmp_path / "a.csv", build_manifest(tree, test_every=5, strict=False).manifest)
+    write_csv(tmp_path / "b.csv", build_manifest(tree, test_every=5, strict=False).manifest)
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+
+
+def test_corrupt_jpeg_text_file_and_empty_file_are_excluded_and_listed(tree: Path) -> None:
+    cats = tree / TOP / "train/cats"
+    good = (cats / "cat.0.jpg").read_bytes()
+    (cats / "cat.900.jpg").write_bytes(good[: len(good) // 2])  # truncated JPEG
+    (cats / "notes.txt").write_text("not an image")
+    (cats / "cat.901.jpg").write_bytes(b"")
+    result = build_manifest(tree, test_every=5, strict=False)
+    excluded = dict(zip(result.excluded["path"], result.excluded["reason"], strict=True))
+    assert set(excluded) == {f"{TOP}/train/cats/{n}" for n in ("cat.900.jpg", "notes.txt", "cat.901.jpg")}
+    assert excluded[f"{TOP}/train/cats/cat.901.jpg"] == "empty file"
+    assert "not a decodable image" in excluded[f"{TOP}/train/cats/notes.txt"]
+    assert not result.manifest["path"].isin(list(excluded)).any()
+    assert data_metrics(result)["excluded"] == 3
+    assert (result.manifest.split == "train").sum() == 24
+
+
+def test_strict_makes_a_bad_file_an_error_naming_it(tree: Path) -> None:
+    (tree / TOP / "validation/dogs/readme.txt").write_text("hello")
+    with pytest.raises(DataError, match="readme.txt.*split.strict"):
+        build_manifest(tree, test_every=5, strict=True)
+
+
+def test_empty_class_folder_is_an_error(tree: Path) -> None:
+    for f in (tree / TOP / "validation/cats").iterdir():
+        f.unlink()
+    with pytest.raises(DataError, match="validation/cats' is empty"):
+        build_manifest(tree, test_every=5, strict=False)
+
+
+def test_missing_class_folder_is_an_error(tree: Path) -> None:
+    shutil.rmtree(tree / TOP / "train/dogs")
+    with pytest.raises(DataError, match="train/dogs' is missing"):
+        build_manifest(tree, test_every=5, strict=False)
+
+
+def test_not_a_data_set_folder_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "something").mkdir()
+    with pytest.raises(DataError, match="no single data set folder"):
+        build_manifest(tmp_path, test_every=5, strict=False)
+
+
+def test_identical_images_across_splits_are_reported(tree: Path) -> None:
+    shutil.copy(tree / TOP / "train/dogs/dog.3.jpg", tree / TOP / "validation/dogs/dog.2999.jpg")
+    result = build_manifest(tree, test_every=5, strict=False)
+    dupes = result.duplicates
+    assert set(dupes["path"]) == {f"{TOP}/train/dogs/dog.3.jpg", f"{TOP}/validation/dogs/dog.2999.jpg"}
+    assert dupes["sha256"].nunique() == 1
+    assert data_metrics(result)["cross_split_duplicates"] == 1
+    # Reported, not silently dropped: both files stay in their splits.
+    assert isinstance(result.manifest, pd.DataFrame) and len(result.manifest) == 45

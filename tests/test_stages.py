@@ -1,0 +1,139 @@
+"""Each stage as a user runs it: the click command, its files, its errors, its MLflow run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from conftest import PROJECT_ROOT, load_stage, small_params, write_params
+
+TRAIN_ARGS = ["--model", "m1_cnn", "--out", "models/m1_cnn", "--metrics", "metrics/train/m1_cnn.json",
+              "--history", "metrics/history/m1_cnn.csv", "--figures", "plots/train/m1_cnn"]
+
+
+def invoke(stage: str, args: list[str]):
+    result = CliRunner().invoke(load_stage(stage), args, catch_exceptions=False)
+    return result
+
+
+@pytest.fixture()
+def project(tmp_path: Path, dataset_zip: Path, tracking_store: str, monkeypatch) -> Path:
+    """A working folder with small params, the data downloaded and split."""
+    monkeypatch.chdir(tmp_path)
+    write_params(tmp_path / "params.yaml", small_params(dataset_zip))
+    assert invoke("download", []).exit_code == 0
+    assert invoke("split", []).exit_code == 0
+    return tmp_path
+
+
+def test_download_and_split_write_their_outputs(project: Path, dataset_zip: Path) -> None:
+    record = json.loads((project / "metrics/download.json").read_text())
+    assert record["size_bytes"] == dataset_zip.stat().st_size and len(record["sha256"]) == 64
+    assert (project / "data/raw/cats_and_dogs_filtered/train/cats/cat.0.jpg").is_file()
+    data = json.loads((project / "metrics/data.json").read_text())
+    assert data["splits"]["test"]["count"] == {"cat": 2, "dog": 2}
+    manifest = pd.read_csv(project / "data/split/manifest.csv")
+    assert len(manifest) == 44 and set(manifest["split"]) == {"train", "validation", "test"}
+    assert (project / "plots/data/samples.png").stat().st_size > 1000
+    runs = mlflow.search_runs(experiment_names=["catsdogs"])
+    assert set(runs["tags.mlflow.runName"]) == {"download", "split"}
+    download_run = runs[runs["tags.mlflow.runName"] == "download"].iloc[0]
+    assert download_run["params.download.sha256"] == record["sha256"]
+
+
+def test_download_with_a_wrong_sha256_fails_clearly(tmp_path: Path, dataset_zip: Path,
+                                                    tracking_store: str, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    params = small_params(dataset_zip)
+    params["download"]["sha256"] = "ab" * 32
+    write_params(tmp_path / "params.yaml", params)
+    result = invoke("download", [])
+    assert result.exit_code == 1
+    assert "sha256 mismatch" in result.output and "abab" in result.output
+    assert not (tmp_path / "data/raw").exists()
+
+
+def test_unknown_params_key_fails_with_its_name(tmp_path: Path, dataset_zip: Path,
+                                                tracking_store: str, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    params = small_params(dataset_zip)
+    params["download"]["timeout"] = 5
+    write_params(tmp_path / "params.yaml", params)
+    result = invoke("download", [])
+    assert result.exit_code == 1 and "unknown setting 'download.timeout'" in result.output
+
+
+def test_train_and_evaluate_m1(project: Path) -> None:
+    result = invoke("train", TRAIN_ARGS)
+    assert result.exit_code == 0, result.output
+    assert (project / "models/m1_cnn/model.keras").is_file()
+    run_id = (project / "models/m1_cnn/mlflow_run_id").read_text().strip()
+    metrics = json.loads((project / "metrics/train/m1_cnn.json").read_text())
+    assert metrics["epochs"] == 1 and 0.0 <= metrics["val_accuracy"] <= 1.0
+    assert metrics["params"]["total"] > 0 and metrics["images_per_second"] > 0
+    history = pd.read_csv(project / "metrics/history/m1_cnn.csv")
+    assert list(history.columns[:5]) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+    assert history["val_accuracy"].iloc[-1] == pytest.approx(metrics["val_accuracy"])
+    assert (project / "plots/train/m1_cnn/curves.png").is_file()
+
+    result = invoke("evaluate", ["--model", "m1_cnn", "--model-dir", "models/m1_cnn",
+                                 "--metrics", "metrics/eval/m1_cnn.json",
+                                 "--predictions", "metrics/predictions/m1_cnn.csv",
+                                 "--figures", "plots/eval/m1_cnn"])
+    assert result.exit_code == 0, result.output
+    evaluation = json.loads((project / "metrics/eval/m1_cnn.json").read_text())
+    predictions = pd.read_csv(project / "metrics/predictions/m1_cnn.csv")
+    assert evaluation["count"] == 4 == len(predictions)
+    assert evaluation["accuracy"] == pytest.approx((predictions.actual == predictions.predicted).mean())
+    assert all(p.startswith("cats_and_dogs_filtered/validation/") for p in predictions.path)
+    assert {"confusion_matrix.png", "predictions.png"} <= {p.name for p in (project / "plots/eval/m1_cnn").iterdir()}
+
+    run = mlflow.get_run(run_id)
+    assert run.info.run_name == "m1_cnn"
+    assert run.data.metrics["test_accuracy"] == pytest.approx(evaluation["accuracy"])
+    assert run.data.params["train.image_size"] == "32" and run.data.params["model.arch"] == "cnn"
+    assert len(mlflow.MlflowClient().get_metric_history(run_id, "val_accuracy")) == 1
+
+
+def test_train_refuses_an_unknown_model(project: Path) -> None:
+    result = invoke("train", ["--model", "m9", *TRAIN_ARGS[2:]])
+    assert result.exit_code == 1 and "unknown model 'm9'; choose from: m1_cnn" in result.output
+    assert not (project / "models").exists()
+
+
+def test_unreachable_tracking_server_fails_before_training(project: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    result = invoke("train", TRAIN_ARGS)
+    assert result.exit_code == 1
+    assert "http://127.0.0.1:9 is not reachable" in result.output
+    assert not (project / "models").exists()
+
+
+def test_sigint_mid_training_leaves_no_model_and_a_rerun_completes(project: Path, dataset_zip: Path) -> None:
+    write_params(project / "params.yaml", small_params(dataset_zip, epochs=500))
+    command = [sys.executable, str(PROJECT_ROOT / "stages/train.py"), *TRAIN_ARGS]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(command, cwd=project, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if line.startswith("Epoch 3/"):
+            proc.send_signal(signal.SIGINT)
+            break
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert not (project / "models/m1_cnn").exists()
+    assert not (project / "metrics/train/m1_cnn.json").exists()
+    assert not list(project.glob("models/.*tmp*")) and not list(project.glob("plots/train/.*tmp*"))
+
+    write_params(project / "params.yaml", small_params(dataset_zip))
+    rerun = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert (project / "models/m1_cnn/model.keras").is_file()
