@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,10 +19,16 @@ from mlflow.tracking import MlflowClient
 MODELS = ["m1_cnn", "m2_augment", "m3_preprocess", "m4_transfer", "m5_finetune"]
 
 
+def env() -> dict[str, str]:
+    """This interpreter's tools first on PATH, and MLflow's default store: <repo>/mlflow.db."""
+    variables = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+                 "PYTHONUNBUFFERED": "1"}
+    variables.pop("MLFLOW_TRACKING_URI", None)
+    return variables
+
+
 def sh(cwd: Path, *args: str) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)  # the default store: <repo>/mlflow.db
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    result = subprocess.run(args, cwd=cwd, env=env(), capture_output=True, text=True)
     assert result.returncode == 0, f"{args}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result.stdout + result.stderr
 
@@ -44,8 +51,26 @@ def test_dvc_repro_end_to_end(tmp_path: Path, dataset_zip: Path) -> None:
     sh(repo, "dvc", "init", "-q")
     sh(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "init")
 
+    # Ctrl-C in the middle of training (SIGINT to dvc and its child, as a terminal sends it)
+    # leaves no model behind, and the next `dvc repro` completes.
+    slow = small_params(dataset_zip)
+    slow["models"]["m1_cnn"]["epochs"] = 500
+    write_params(repo / "params.yaml", slow)
+    proc = subprocess.Popen(["dvc", "repro", "train@m1_cnn"], cwd=repo, env=env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    for line in proc.stdout:
+        if line.startswith("Epoch 3/"):
+            os.killpg(proc.pid, signal.SIGINT)
+            break
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert not (repo / "models/m1_cnn").exists() and not list(repo.glob("models/.*"))
+    write_params(repo / "params.yaml", small_params(dataset_zip))
+
     first = sh(repo, "dvc", "repro")
-    expected = {"download", "split"} | {f"train@{m}" for m in MODELS[:4]} | {
+    # download and split already ran (and were locked) before the interrupted training.
+    expected = {f"train@{m}" for m in MODELS[:4]} | {
         "finetune@m5_finetune", "evaluate_finetune@m5_finetune"} | {f"evaluate@{m}" for m in MODELS[:4]}
     assert ran_stages(first) == expected
 
