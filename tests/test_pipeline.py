@@ -89,7 +89,9 @@ def test_dvc_repro_end_to_end(tmp_path: Path, dataset_zip: Path) -> None:
     # One run per model in the default store at the repo root, with test accuracy logged.
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("catsdogs").experiment_id])
-    by_name = {r.info.run_name: r for r in runs}
+    by_name = {r.info.run_name: r for r in runs if r.info.status == "FINISHED"}
+    interrupted = [r for r in runs if r.info.status != "FINISHED"]
+    assert [(r.info.run_name, r.info.status) for r in interrupted] == [("m1_cnn", "KILLED")]
     assert set(MODELS) <= set(by_name)
     for model in MODELS:
         assert "test_accuracy" in by_name[model].data.metrics

@@ -148,7 +148,12 @@ def run(name: str, *, run_id: str | None = None, tags: Mapping[str, str] | None 
     with active:
         if tags:
             mlflow.set_tags(dict(tags))
-        yield active.info.run_id
+        try:
+            yield active.info.run_id
+        except KeyboardInterrupt:
+            # Ctrl-C is the user's choice, not a failure: say so in `mlflow ui`.
+            mlflow.end_run("KILLED")
+            raise
 
 
 def log_params(params: Mapping[str, Any]) -> None:
