@@ -108,3 +108,17 @@ def test_dvc_repro_end_to_end(tmp_path: Path, dataset_zip: Path) -> None:
     write_params(repo / "params.yaml", params)
     third = sh(repo, "dvc", "repro")
     assert ran_stages(third) == {"train@m1_cnn", "evaluate@m1_cnn"}
+
+    # Share through a DVC remote (a local folder here; S3, GCS or SSH work the same): push,
+    # clone afresh, pull, and the clone has nothing to reproduce.
+    remote = tmp_path / "remote"
+    sh(repo, "dvc", "remote", "add", "-d", "shared", str(remote))
+    sh(repo, "dvc", "push")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "results")
+    clone = tmp_path / "clone"
+    sh(tmp_path, "git", "clone", "-q", str(repo), str(clone))
+    sh(clone, "dvc", "pull")
+    assert (clone / "models/m4_transfer/model.keras").is_file()
+    assert "up to date" in sh(clone, "dvc", "status")
+    assert ran_stages(sh(clone, "dvc", "repro")) == set()
