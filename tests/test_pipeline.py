@@ -71,7 +71,7 @@ def test_dvc_repro_end_to_end(tmp_path: Path, dataset_zip: Path) -> None:
     first = sh(repo, "dvc", "repro")
     # download and split already ran (and were locked) before the interrupted training.
     expected = {f"train@{m}" for m in MODELS[:4]} | {
-        "finetune@m5_finetune", "evaluate_finetune@m5_finetune"} | {f"evaluate@{m}" for m in MODELS[:4]}
+        "finetune@m5_finetune", "evaluate_finetune@m5_finetune", "compare"} | {f"evaluate@{m}" for m in MODELS[:4]}
     assert ran_stages(first) == expected
 
     data = json.loads((repo / "metrics/data.json").read_text())
@@ -97,6 +97,13 @@ def test_dvc_repro_end_to_end(tmp_path: Path, dataset_zip: Path) -> None:
         assert "test_accuracy" in by_name[model].data.metrics
         assert by_name[model].data.tags["dvc_stage"].endswith(f"@{model}")
 
+    # The leaderboard ranks all five by validation accuracy; the registry knows the champion.
+    board = pd.read_csv(repo / "metrics/leaderboard.csv")
+    assert list(board["model"][:5].sort_values()) == MODELS and board["model"].iloc[-1] == "majority_baseline"
+    assert board["val_accuracy"][:5].is_monotonic_decreasing
+    champion = client.get_model_version_by_alias("catsdogs", "champion")
+    assert champion.run_id == by_name[board["model"][0]].info.run_id
+
     # Everything cached: a second repro has nothing to do.
     second = sh(repo, "dvc", "repro")
     assert ran_stages(second) == set()
@@ -107,7 +114,7 @@ def test_dvc_repro_end_to_end(tmp_path: Path, dataset_zip: Path) -> None:
     params["models"]["m1_cnn"]["dropout"] = 0.3
     write_params(repo / "params.yaml", params)
     third = sh(repo, "dvc", "repro")
-    assert ran_stages(third) == {"train@m1_cnn", "evaluate@m1_cnn"}
+    assert ran_stages(third) == {"train@m1_cnn", "evaluate@m1_cnn", "compare"}
 
     # Share through a DVC remote (a local folder here; S3, GCS or SSH work the same): push,
     # clone afresh, pull, and the clone has nothing to reproduce.

@@ -16,6 +16,29 @@ import click
 from catsdogs.stage_support import setup_logging
 
 
+def _load_model(source: str):
+    """A Keras model from a model folder, a .keras file, or an MLflow models:/ or runs:/ URI."""
+    if source.startswith(("models:/", "runs:/")):
+        from catsdogs import tracking
+
+        try:
+            tracking.connect()
+            return tracking.load_keras_model(source)
+        except tracking.TrackingError as error:
+            raise click.BadParameter(str(error), param_hint="--model") from error
+    path = Path(source)
+    model_file = path / "model.keras" if path.is_dir() else path
+    if not model_file.is_file():
+        raise click.BadParameter(
+            f"'{source}' is not a trained model folder or .keras file; run `dvc repro` "
+            "(or `dvc pull`) first, or pass --model models/<name>",
+            param_hint="--model",
+        )
+    import keras
+
+    return keras.models.load_model(model_file)
+
+
 @click.group()
 @click.version_option(package_name="catsdogs")
 def main() -> None:
@@ -24,28 +47,20 @@ def main() -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--model", "model_dir", type=click.Path(path_type=Path),
-              default="models/m4_transfer", show_default=True,
-              help="A trained model folder (with model.keras) or a .keras file.")
+@click.option("--model", "model_source", default="models/m4_transfer", show_default=True,
+              help="A trained model folder (with model.keras), a .keras file, or an MLflow "
+                   "model URI such as models:/catsdogs@champion.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
               show_default=True, help="Output: aligned table, CSV, or one JSON object per line.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="Images decoded and classified at a time (bounds memory).")
-def predict(paths: tuple[Path, ...], model_dir: Path, fmt: str, batch_size: int) -> None:
+def predict(paths: tuple[Path, ...], model_source: str, fmt: str, batch_size: int) -> None:
     """Classify image files and folders (recursively) as cat or dog."""
     setup_logging()
-    model_file = model_dir / "model.keras" if model_dir.is_dir() else model_dir
-    if not model_file.is_file():
-        raise click.BadParameter(
-            f"'{model_dir}' is not a trained model folder or .keras file; run `dvc repro` "
-            "(or `dvc pull`) first, or pass --model models/<name>",
-            param_hint="--model",
-        )
-    import keras
+    model = _load_model(model_source)
 
     from catsdogs.predict import predict_files
 
-    model = keras.models.load_model(model_file)
     writer = csv.writer(sys.stdout, lineterminator="\n") if fmt == "csv" else None
     if writer:
         writer.writerow(["path", "label", "probability_dog"])

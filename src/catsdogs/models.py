@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 Flip = Literal["none", "horizontal", "vertical", "horizontal_and_vertical"]
 Rescale = Literal["none", "mobilenet_v2"]
 BASE_NAME = "mobilenet_v2_base"
+PROBABILITY_LAYER = "probability_dog"
 
 
 def _preprocessing(inputs: Any, *, flip: Flip, rotation: float, rescale: Rescale) -> Any:
@@ -255,8 +256,13 @@ def count_params(model: keras.Model) -> dict[str, int]:
 def with_probability(model: keras.Model) -> keras.Model:
     """The model with a sigmoid on its logit: outputs P(dog), for serving and predict."""
     inputs = keras.Input(shape=model.input_shape[1:], name="image")
-    outputs = layers.Activation("sigmoid", name="probability_dog")(model(inputs, training=False))
+    outputs = layers.Activation("sigmoid", name=PROBABILITY_LAYER)(model(inputs, training=False))
     return keras.Model(inputs, outputs, name=f"{model.name}_probability")
+
+
+def outputs_probability(model: keras.Model) -> bool:
+    """Whether `model` ends in with_probability's sigmoid (else it outputs a logit)."""
+    return model.layers[-1].name == PROBABILITY_LAYER
 
 
 def augmentation_examples(model: keras.Model, image: Any, count: int = 9) -> dict[str, list]:

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from catsdogs.data import decode_image
 from catsdogs.evaluation import sigmoid
+from catsdogs.models import outputs_probability
 from catsdogs.split import LABELS
 
 log = logging.getLogger(__name__)
@@ -79,10 +80,13 @@ def predict_files(
     """Yield a Prediction per readable image under `paths`; at most one batch in memory.
 
     `model` is a Keras model taking raw RGB in [0, 255] and returning one logit per image
-    (as the train stage saves it); its input size sets the resize.
+    (as the train stage saves it) or one probability (as logged to MLflow); its input size
+    sets the resize.
     """
     image_size = int(model.input_shape[1])
+    gives_probability = outputs_probability(model)
     for batch_paths, images in _batches(iter_image_files(paths), image_size, batch_size):
-        logits = np.asarray(model.predict_on_batch(images)).ravel()
-        for path, logit in zip(batch_paths, logits, strict=True):
-            yield Prediction(str(path), LABELS[int(logit >= 0)], round(float(sigmoid(logit)), 6))
+        outputs = np.asarray(model.predict_on_batch(images), dtype=np.float64).ravel()
+        probabilities = outputs if gives_probability else sigmoid(outputs)
+        for path, probability in zip(batch_paths, probabilities, strict=True):
+            yield Prediction(str(path), LABELS[int(probability >= 0.5)], round(float(probability), 6))

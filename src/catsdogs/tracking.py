@@ -212,6 +212,34 @@ def log_keras_model(model: Any, input_example: Any) -> None:
         mlflow.log_artifacts(str(path), artifact_path="model")
 
 
+def load_keras_model(uri: str) -> Any:
+    """Load a Keras model logged by `log_keras_model` from a models:/ or runs:/ URI."""
+    try:
+        return mlflow.keras.load_model(uri)
+    except MlflowException as error:
+        raise TrackingError(
+            f"cannot load {uri} from {mlflow.get_tracking_uri()}: {error.message}"
+        ) from error
+
+
+def register_champion(run_id: str, name: str = "catsdogs", alias: str = "champion") -> str | None:
+    """Register `runs:/<run_id>/model` as a new version of `name` and point `alias` at it.
+
+    Returns the version, or None (with a warning) when the run is not in this store, e.g.
+    models pulled from a DVC remote that were trained against another tracking server.
+    """
+    client = MlflowClient()
+    try:
+        client.get_run(run_id)
+    except MlflowException:
+        log.warning("MLflow run %s is not in %s; not registering it", run_id, mlflow.get_tracking_uri())
+        return None
+    version = mlflow.register_model(f"runs:/{run_id}/model", name).version
+    client.set_registered_model_alias(name, alias, version)
+    log.info("registered %s version %s as @%s", name, version, alias)
+    return str(version)
+
+
 def _retry_locked(call: Any, attempts: int = 5) -> Any:
     """Retry a store write that met a locked sqlite database (several writers at once)."""
     for attempt in range(attempts):

@@ -1,0 +1,124 @@
+"""compare, the Model Registry's champion, predict from the registry, and serving it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from conftest import load_stage, small_params, write_params
+from mlflow.tracking import MlflowClient
+from test_tracking import free_port
+
+from catsdogs.cli import main as catsdogs_cli
+
+CHAMPION = "models:/catsdogs@champion"
+
+
+def invoke(stage: str, *args: str) -> None:
+    result = CliRunner().invoke(load_stage(stage), list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, dataset_zip: Path) -> Iterator[Path]:
+    """Two CNNs trained and evaluated, then compared, in one sqlite store."""
+    root = tmp_path_factory.mktemp("project")
+    params = small_params(dataset_zip, epochs=2)
+    params["models"] = {"m1_cnn": params["models"]["m1_cnn"],
+                        "m3_preprocess": params["models"]["m3_preprocess"]}
+    params["finetune"] = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        write_params(root / "params.yaml", params)
+        invoke("download")
+        invoke("split")
+        for name in params["models"]:
+            invoke("train", "--model", name, "--out", f"models/{name}", "--metrics",
+                   f"metrics/train/{name}.json", "--history", f"metrics/history/{name}.csv",
+                   "--figures", f"plots/train/{name}")
+            invoke("evaluate", "--model", name, "--model-dir", f"models/{name}", "--metrics",
+                   f"metrics/eval/{name}.json", "--predictions", f"metrics/predictions/{name}.csv",
+                   "--figures", f"plots/eval/{name}")
+        invoke("compare")
+        yield root
+
+
+def test_leaderboard_and_champion_alias(project: Path) -> None:
+    board = pd.read_csv(project / "metrics/leaderboard.csv")
+    assert list(board["model"].iloc[-1:]) == ["majority_baseline"]
+    val = {n: json.loads((project / f"metrics/train/{n}.json").read_text())["val_accuracy"]
+           for n in ("m1_cnn", "m3_preprocess")}
+    best = max(sorted(val), key=lambda n: val[n])
+    assert board["model"].iloc[0] == best
+    assert json.loads((project / "metrics/champion.json").read_text())["model"] == best
+    version = MlflowClient(f"sqlite:///{project / 'mlflow.db'}").get_model_version_by_alias(
+        "catsdogs", "champion")
+    assert version.run_id == (project / f"models/{best}/mlflow_run_id").read_text().strip()
+    assert f"version {version.version}" in (project / "reports/leaderboard.md").read_text()
+
+
+def test_predict_from_the_registry_matches_the_model_folder(project: Path, monkeypatch) -> None:
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
+    best = json.loads((project / "metrics/champion.json").read_text())["model"]
+    photos = str(project / "data/raw/cats_and_dogs_filtered/validation")
+    runner = CliRunner()
+    from_registry = runner.invoke(catsdogs_cli, ["predict", photos, "--model", CHAMPION, "--format", "csv"])
+    from_folder = runner.invoke(catsdogs_cli, ["predict", photos, "--model", f"models/{best}", "--format", "csv"])
+    assert from_registry.exit_code == from_folder.exit_code == 0, from_registry.output
+    a = [r.split(",") for r in from_registry.stdout.splitlines()[1:]]
+    b = [r.split(",") for r in from_folder.stdout.splitlines()[1:]]
+    assert len(a) == 20 and [r[:2] for r in a] == [r[:2] for r in b]
+    np.testing.assert_allclose([float(r[2]) for r in a], [float(r[2]) for r in b], atol=1e-5)
+
+
+def test_unknown_registry_model_is_a_clear_error(project: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
+    result = CliRunner().invoke(catsdogs_cli, ["predict", str(project), "--model", "models:/nope@champion"])
+    assert result.exit_code == 2 and "cannot load models:/nope@champion" in result.output
+
+
+@pytest.mark.slow
+def test_served_champion_answers_with_probabilities(project: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    log = (project / "serve.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", CHAMPION, "--env-manager", "local",
+         "-h", "127.0.0.1", "-p", str(port), "--workers", "1"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=project,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/ping", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError((project / "serve.log").read_text()[-3000:]) from None
+                time.sleep(1)
+        image = np.full((1, 32, 32, 3), 128.0).tolist()
+        request = urllib.request.Request(url + "/invocations", data=json.dumps({"inputs": image}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            predictions = json.loads(response.read())["predictions"]
+        assert np.asarray(predictions).shape == (1, 1)
+        assert 0.0 <= predictions[0][0] <= 1.0
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
