@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -129,3 +130,20 @@ def test_dvc_repro_end_to_end(tmp_path: Path, dataset_zip: Path) -> None:
     assert (clone / "models/m4_transfer/model.keras").is_file()
     assert "up to date" in sh(clone, "dvc", "status")
     assert ran_stages(sh(clone, "dvc", "repro")) == set()
+
+    # Two queued experiments run side by side (`dvc queue start -j 2`, each in a copy under
+    # .dvc/tmp/) and both land, complete, in the repository's own MLflow store.
+    for name, dropout in (("qa", "0.35"), ("qb", "0.45")):
+        sh(repo, "dvc", "exp", "run", "--queue", "-n", name, "-S", f"models.m1_cnn.dropout={dropout}",
+           "train@m1_cnn", "evaluate@m1_cnn")
+    sh(repo, "dvc", "queue", "start", "-j", "2")
+    deadline = time.monotonic() + 600
+    while re.search(r"\b(Queued|Running)\b", sh(repo, "dvc", "queue", "status")):
+        assert time.monotonic() < deadline, sh(repo, "dvc", "queue", "logs", "qa")
+        time.sleep(3)
+    assert sh(repo, "dvc", "queue", "status").count("Success") == 2
+    queued = client.search_runs([client.get_experiment_by_name("catsdogs").experiment_id],
+                                filter_string="tags.dvc_experiment != ''")
+    landed = {(r.data.tags["dvc_experiment"], r.data.params["model.dropout"], r.info.status,
+               "test_accuracy" in r.data.metrics) for r in queued}
+    assert landed == {("qa", "0.35", "FINISHED", True), ("qb", "0.45", "FINISHED", True)}
