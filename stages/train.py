@@ -24,7 +24,7 @@ from catsdogs.models import (
     with_probability,
 )
 from catsdogs.stage_support import fails_clearly, params_option, setup_logging
-from catsdogs.training import TrainConfig, train
+from catsdogs.training import TrainConfig, choose_strategy, train
 
 MODEL_FILE = "model.keras"
 RUN_ID_FILE = "mlflow_run_id"
@@ -59,8 +59,9 @@ def main(params_path: str, name: str, manifest: Path, images: Path, init_from: P
     if not isinstance(seed, int):
         raise click.BadParameter(f"seed must be an integer, got {seed!r}", param_hint="params seed")
     input_shape = (config.image_size, config.image_size, 3)
+    strategy = choose_strategy(config.strategy)  # before building: variables live in its scope
 
-    import keras  # after logging is set up: importing TensorFlow is loud and slow
+    import keras
 
     if name in params.get("finetune", {}):
         spec = finetune_spec(params["finetune"], name)
@@ -88,7 +89,7 @@ def main(params_path: str, name: str, manifest: Path, images: Path, init_from: P
     with tracking.run(name, tags=tracking.context_tags()) as run_id:
         tracking.log_params(run_params)
         model, result = train(build, training, rows, images, config, seed=seed,
-                              epoch_hooks=[tracking.log_epoch])
+                              epoch_hooks=[tracking.log_epoch], strategy=strategy)
         summary = {**result.summary(), "params": count_params(model)}
 
         example_path = images / split_rows(rows, "validation")["path"].iloc[0]

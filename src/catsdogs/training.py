@@ -55,11 +55,13 @@ def set_determinism(seed: int) -> None:
 def choose_strategy(name: str) -> tf.distribute.Strategy:
     """Pick a tf.distribute strategy: auto, default, mirrored or multi_worker.
 
-    auto: multi-worker when TF_CONFIG describes a cluster, mirrored over all local GPUs when
-    there is more than one, the default (single device) strategy otherwise.
+    auto: multi-worker when TF_CONFIG describes a cluster of several tasks (refused for now,
+    see below), mirrored over all local GPUs when there is more than one, the default
+    (single device) strategy otherwise. mirrored without GPUs mirrors over the logical CPU
+    devices.
     """
     if name == "auto":
-        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+        cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
         if sum(len(v) for v in cluster.values()) > 1:
             name = "multi_worker"
         elif len(tf.config.list_logical_devices("GPU")) > 1:
@@ -69,9 +71,16 @@ def choose_strategy(name: str) -> tf.distribute.Strategy:
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy(devices=[d.name for d in devices])
     if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        # Keras 3's fit() feeds PerReplica values that MultiWorkerMirroredStrategy cannot
+        # convert (keras-team/keras#20585, open); refuse before any work instead.
+        raise ValueError(
+            "multi-worker training is not supported: Keras 3's model.fit cannot run under "
+            "MultiWorkerMirroredStrategy. Unset TF_CONFIG, or set train.strategy to default "
+            "or mirrored (all GPUs of one machine)."
+        )
     raise ValueError(
         f"unknown strategy '{name}'; choose from: auto, default, mirrored, multi_worker"
     )
@@ -163,21 +172,23 @@ def train(
     *,
     seed: int,
     epoch_hooks: Sequence[EpochHook] = (),
+    strategy: tf.distribute.Strategy | None = None,
 ) -> tuple[keras.Model, TrainResult]:
-    """Seed, build and compile (under the configured strategy), then fit on the manifest.
+    """Seed, build and compile (under `strategy`, else config.strategy), then fit.
 
     Trains on the manifest's `train` rows and validates on its `validation` rows; `test`
-    rows are never read here. `training.epochs` overrides `config.epochs` when set.
+    rows are never read here. `training.epochs` overrides `config.epochs` when set. The
+    batch size is global: replicas share each batch.
     """
+    strategy = strategy or choose_strategy(config.strategy)
     set_determinism(seed)
-    strategy = choose_strategy(config.strategy)
     with strategy.scope():
         model = compile_model(build_model(), training)
     train_rows = split_rows(manifest, "train")
     val_rows = split_rows(manifest, "validation")
-    log.info("training on %d images, validating on %d, %d px, batch %d, strategy %s",
+    log.info("training on %d images, validating on %d, %d px, batch %d, %s over %d replica(s)",
              len(train_rows), len(val_rows), config.image_size, config.batch_size,
-             type(strategy).__name__)
+             type(strategy).__name__, strategy.num_replicas_in_sync)
     common = {"image_size": config.image_size, "batch_size": config.batch_size, "seed": seed}
     train_ds = image_dataset(train_rows, images_dir, shuffle=True, **common)
     val_ds = image_dataset(val_rows, images_dir, shuffle=False, **common)

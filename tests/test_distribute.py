@@ -1,0 +1,67 @@
+"""Training under tf.distribute: mirrored over two logical CPUs; multi-worker refused clearly.
+
+The mirrored case runs in a fresh process: logical devices must be configured before
+TensorFlow does anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import load_stage, small_params, write_params
+
+from catsdogs.training import choose_strategy
+
+MIRRORED = textwrap.dedent("""
+    import sys, tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from catsdogs.config import load_params
+    from catsdogs.data import read_manifest
+    from catsdogs.models import model_spec
+    from catsdogs.training import TrainConfig, choose_strategy, train
+    strategy = choose_strategy("mirrored")
+    spec = model_spec(load_params(sys.argv[1])["models"], "m1_cnn")
+    _, result = train(lambda: spec.build((32, 32, 3)), spec.training, read_manifest(sys.argv[2]),
+                      sys.argv[3], TrainConfig(image_size=32, batch_size=8, epochs=2), seed=1,
+                      strategy=strategy)
+    print("REPLICAS", strategy.num_replicas_in_sync, "EPOCHS", len(result.history),
+          "LOSS", result.history["loss"].iloc[-1])
+""")
+
+
+@pytest.fixture()
+def prepared(tmp_path: Path, dataset_zip: Path, monkeypatch) -> Path:
+    """A project folder with the synthetic data downloaded and split."""
+    project = tmp_path / "chief"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    write_params(project / "params.yaml", small_params(dataset_zip, epochs=2))
+    for stage in ("download", "split"):
+        assert CliRunner().invoke(load_stage(stage), [], catch_exceptions=False).exit_code == 0
+    return project
+
+
+def test_mirrored_over_two_logical_cpus(prepared: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", MIRRORED, "params.yaml", "data/split/manifest.csv", "data/raw"],
+        cwd=prepared, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    words = result.stdout.split()
+    assert words[words.index("REPLICAS") + 1] == "2" and words[words.index("EPOCHS") + 1] == "2"
+    assert float(words[words.index("LOSS") + 1]) > 0
+
+
+def test_a_tf_config_cluster_is_refused_clearly(monkeypatch) -> None:
+    cluster = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
+    with pytest.raises(ValueError, match="multi-worker training is not supported.*Unset TF_CONFIG"):
+        choose_strategy("auto")
