@@ -6,7 +6,7 @@ no display is needed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -61,10 +61,8 @@ def training_curves(history: pd.DataFrame, path: Path, title: str) -> None:
     _save(fig, path)
 
 
-def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], path: Path, title: str) -> None:
-    """A labelled confusion matrix: rows actual, columns predicted."""
+def _draw_confusion(ax: plt.Axes, matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> None:
     counts = np.asarray(matrix)
-    fig, ax = plt.subplots(figsize=(4, 4))
     ax.imshow(counts, cmap="Blues")
     for (i, j), value in np.ndenumerate(counts):
         ax.text(j, i, str(value), ha="center", va="center",
@@ -73,5 +71,50 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], pat
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("predicted")
     ax.set_ylabel("actual")
+
+
+def confusion_matrix(
+    matrix: Sequence[Sequence[int]], labels: Sequence[str], path: Path, title: str
+) -> None:
+    """A labelled confusion matrix: rows actual, columns predicted."""
+    fig, ax = plt.subplots(figsize=(4, 4))
+    _draw_confusion(ax, matrix, labels)
     ax.set_title(title)
+    _save(fig, path)
+
+
+def curves_compared(
+    histories: Mapping[str, pd.DataFrame | None], path: Path, title: str
+) -> None:
+    """Training and validation accuracy per epoch of several revisions, overlaid."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for (label, history), color in zip(histories.items(), ("tab:gray", "tab:blue"), strict=False):
+        if history is None:
+            continue
+        ax.plot(history["epoch"], history["val_accuracy"], marker="o", color=color,
+                label=f"{label} validation")
+        ax.plot(history["epoch"], history["accuracy"], linestyle="--", color=color,
+                label=f"{label} training")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    _save(fig, path)
+
+
+def confusion_compared(
+    matrices: Mapping[str, Sequence[Sequence[int]] | None], labels: Sequence[str], path: Path,
+    title: str,
+) -> None:
+    """Confusion matrices of several revisions side by side (rows actual, columns predicted)."""
+    fig, axes = plt.subplots(1, len(matrices), figsize=(4 * len(matrices), 4), squeeze=False)
+    for ax, (label, matrix) in zip(axes[0], matrices.items(), strict=True):
+        ax.set_title(label)
+        if matrix is None:
+            ax.text(0.5, 0.5, "no metrics", ha="center", va="center")
+            ax.axis("off")
+            continue
+        _draw_confusion(ax, matrix, labels)
+    fig.suptitle(title)
     _save(fig, path)
