@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import os
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -100,3 +102,41 @@ def write_params(path: Path, params: dict) -> Path:
 
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def http_service(command: list[str], ready_url: str, log_path: Path, timeout_s: float = 120,
+                 env: dict[str, str] | None = None, cwd: Path | None = None) -> Iterator[None]:
+    """Run a server process until `ready_url` answers; stop it afterwards.
+
+    If it exits or does not answer within `timeout_s`, fail with the end of its log.
+    """
+    import subprocess
+    import time
+    import urllib.request
+
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                try:
+                    with urllib.request.urlopen(ready_url, timeout=2):
+                        break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise AssertionError(log_path.read_text()[-3000:]) from None
+                    time.sleep(0.5)
+            yield
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,9 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from conftest import load_stage, small_params, write_params
+from conftest import free_port, http_service, load_stage, small_params, write_params
 from mlflow.tracking import MlflowClient
-from test_tracking import free_port
 
 from catsdogs.cli import main as catsdogs_cli
 
@@ -94,31 +91,14 @@ def test_served_champion_answers_with_probabilities(project: Path) -> None:
     port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}",
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    log = (project / "serve.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", CHAMPION, "--env-manager", "local",
-         "-h", "127.0.0.1", "-p", str(port), "--workers", "1"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=project,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/ping", timeout=2):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError((project / "serve.log").read_text()[-3000:]) from None
-                time.sleep(1)
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", CHAMPION,
+               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "--workers", "1"]
+    url = f"http://127.0.0.1:{port}"
+    with http_service(command, url + "/ping", project / "serve.log", env=env, cwd=project):
         image = np.full((1, 32, 32, 3), 128.0).tolist()
         request = urllib.request.Request(url + "/invocations", data=json.dumps({"inputs": image}).encode(),
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=60) as response:
             predictions = json.loads(response.read())["predictions"]
-        assert np.asarray(predictions).shape == (1, 1)
-        assert 0.0 <= predictions[0][0] <= 1.0
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+    assert np.asarray(predictions).shape == (1, 1)
+    assert 0.0 <= predictions[0][0] <= 1.0

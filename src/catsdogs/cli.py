@@ -132,3 +132,7 @@ def report(base: str, head: str | None, out: Path, repo: Path) -> None:
                       leaderboard=csv_at(head, "metrics/leaderboard.csv"), figures=drawn)
     write_text(out, markdown)
     click.echo(markdown)
+
+
+if __name__ == "__main__":
+    main()
