@@ -54,7 +54,8 @@ def leaderboard(
                 "val_accuracy": splits["validation"]["baseline_accuracy"],
                 "test_accuracy": splits["test"]["baseline_accuracy"]}
     board = pd.concat([board, pd.DataFrame([baseline])], ignore_index=True)
-    board["rank"] = board["rank"].astype("Int64")
+    for column in ("rank", "epochs", "params"):  # whole numbers, blank for the baseline
+        board[column] = board[column].astype("Int64")
     return board[COLUMNS]
 
 
@@ -66,13 +67,18 @@ def champion(board: pd.DataFrame) -> str:
 def to_markdown(board: pd.DataFrame, champion_name: str, version: str | None) -> str:
     """The leaderboard as a Markdown page, naming the champion and its registry version."""
     shown = board.astype(object)
-    for column in ("val_accuracy", "best_val_accuracy", "test_accuracy", "test_roc_auc", "test_f1"):
-        shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.4f}")
+    accuracies = ("val_accuracy", "best_val_accuracy", "test_accuracy", "test_roc_auc", "test_f1")
+    for column in shown.columns:
+        digits = 4 if column in accuracies else 1
+        shown[column] = [
+            "" if pd.isna(v) else v if isinstance(v, str | int) else f"{v:.{digits}f}"
+            for v in shown[column]
+        ]
     registered = (f"registered as `catsdogs` version {version}, alias `champion`" if version
                   else "not registered (its MLflow run is not in this tracking store)")
     return (
         "# catsdogs leaderboard\n\n"
         f"Champion by validation accuracy: **{champion_name}**, {registered}.\n\n"
-        + shown.where(shown.notna(), "").to_markdown(index=False)
+        + shown.to_markdown(index=False, disable_numparse=True)
         + "\n"
     )

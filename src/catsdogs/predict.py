@@ -7,6 +7,7 @@ prediction per readable image. Unreadable files are skipped with a warning namin
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +52,9 @@ def _load(path: Path, image_size: int) -> np.ndarray | None:
     try:
         image = decode_image(tf.constant(str(path)), image_size)
     except tf.errors.OpError as error:
-        log.warning("skipped %s: not a readable image (%s)", path, error.message.splitlines()[0])
+        # TF's message wraps the reason in op details: keep the sentence a user can act on.
+        reason = re.sub(r"\{\{.*?\}\}|\s*\[Op:.*$", "", error.message.splitlines()[0]).strip()
+        log.warning("skipped %s: not a readable image (%s)", path, reason)
         return None
     return image.numpy().astype(np.float32)
 
