@@ -85,7 +85,10 @@ def main(params_path: str, name: str, model_dir: Path, manifest: Path, images: P
         if len(mistakes):
             _grid(mistakes, images, image_size, tmp / "mistakes.png", f"{name}: misclassified")
 
-    with tracking.run(name, run_id=run_id, tags=tracking.context_tags()):
+    # The training run's own tags (its stage, commit) stay; evaluation adds its stage.
+    eval_stage = tracking.context_tags().get("dvc_stage")
+    eval_tags = {"dvc_eval_stage": eval_stage} if eval_stage else None
+    with tracking.run(name, run_id=run_id, tags=eval_tags):
         tracking.log_metrics(metrics, prefix="test_")
         tracking.log_artifact(predictions, "evaluation")
         for png in sorted(figures_dir.glob("*.png")):

@@ -24,7 +24,7 @@ from catsdogs.models import (
     with_probability,
 )
 from catsdogs.stage_support import fails_clearly, params_option, setup_logging
-from catsdogs.training import TrainConfig, choose_strategy, train
+from catsdogs.training import TrainConfig, choose_strategy, is_chief, train
 
 MODEL_FILE = "model.keras"
 RUN_ID_FILE = "mlflow_run_id"
@@ -59,7 +59,8 @@ def main(params_path: str, name: str, manifest: Path, images: Path, init_from: P
     if not isinstance(seed, int):
         raise click.BadParameter(f"seed must be an integer, got {seed!r}", param_hint="params seed")
     input_shape = (config.image_size, config.image_size, 3)
-    strategy = choose_strategy(config.strategy)  # before building: variables live in its scope
+    # First TensorFlow work in the process: multi-worker collectives must be set up first.
+    strategy = choose_strategy(config.strategy)
 
     import keras
 
@@ -80,6 +81,11 @@ def main(params_path: str, name: str, manifest: Path, images: Path, init_from: P
             return spec.build(input_shape)
 
     rows = read_manifest(manifest)
+    if not is_chief(strategy):
+        # A non-chief worker trains its share of every batch; the chief writes and logs.
+        train(build, training, rows, images, config, seed=seed, strategy=strategy)
+        click.echo(f"{name}: worker done; the chief writes the outputs.", err=True)
+        return
     tracking.connect()
     run_params = {
         "model_name": name, **entry, "train": params["train"], "seed": seed,

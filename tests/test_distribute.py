@@ -1,12 +1,14 @@
-"""Training under tf.distribute: mirrored over two logical CPUs; multi-worker refused clearly.
+"""Training under tf.distribute: mirrored over two logical CPUs, and two workers on 127.0.0.1.
 
-The mirrored case runs in a fresh process: logical devices must be configured before
-TensorFlow does anything else.
+Each case runs in fresh processes: logical devices and multi-worker collectives must be set
+up before TensorFlow does anything else.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -14,9 +16,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import load_stage, small_params, write_params
-
-from catsdogs.training import choose_strategy
+from conftest import PROJECT_ROOT, free_port, load_stage, small_params, write_params
 
 MIRRORED = textwrap.dedent("""
     import sys, tensorflow as tf
@@ -60,8 +60,25 @@ def test_mirrored_over_two_logical_cpus(prepared: Path) -> None:
     assert float(words[words.index("LOSS") + 1]) > 0
 
 
-def test_a_tf_config_cluster_is_refused_clearly(monkeypatch) -> None:
-    cluster = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
-    with pytest.raises(ValueError, match="multi-worker training is not supported.*Unset TF_CONFIG"):
-        choose_strategy("auto")
+@pytest.mark.slow
+def test_two_workers_train_m1_to_the_end(prepared: Path, tmp_path: Path) -> None:
+    worker = tmp_path / "worker"
+    shutil.copytree(prepared, worker)
+    cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
+    args = ["--model", "m1_cnn", "--out", "models/m1_cnn", "--metrics", "metrics/train/m1_cnn.json",
+            "--history", "metrics/history/m1_cnn.csv", "--figures", "plots/train/m1_cnn"]
+    procs = []
+    for index, cwd in enumerate((prepared, worker)):
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster,
+                                                      "task": {"type": "worker", "index": index}})}
+        procs.append(subprocess.Popen([sys.executable, str(PROJECT_ROOT / "stages/train.py"), *args],
+                                      cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+    outputs = [p.communicate(timeout=400)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-2000:] for o in outputs)
+    assert "CollectiveAllReduceStrategy over 2 replica(s)" in outputs[0]
+    metrics = json.loads((prepared / "metrics/train/m1_cnn.json").read_text())
+    assert metrics["epochs"] == 2 and 0.0 <= metrics["val_accuracy"] <= 1.0
+    assert (prepared / "models/m1_cnn/model.keras").is_file()
+    assert "worker done" in outputs[1]
+    assert not (worker / "models").exists() and not (worker / "metrics/train").exists()

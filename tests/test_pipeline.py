@@ -96,7 +96,9 @@ def test_dvc_repro_end_to_end(tmp_path: Path, dataset_zip: Path) -> None:
     assert set(MODELS) <= set(by_name)
     for model in MODELS:
         assert "test_accuracy" in by_name[model].data.metrics
-        assert by_name[model].data.tags["dvc_stage"].endswith(f"@{model}")
+        tags = by_name[model].data.tags
+        assert tags["dvc_stage"] in (f"train@{model}", f"finetune@{model}")
+        assert tags["dvc_eval_stage"] in (f"evaluate@{model}", f"evaluate_finetune@{model}")
 
     # The leaderboard ranks all five by validation accuracy; the registry knows the champion.
     board = pd.read_csv(repo / "metrics/leaderboard.csv")

@@ -27,6 +27,17 @@ def test_default_store_is_at_the_dvc_root_even_in_a_temp_copy(tmp_path: Path, mo
     assert tracking.tracking_uri() == "http://team:5000"
 
 
+def test_artifacts_of_a_temp_copy_land_at_the_project_root(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    copy = tmp_path / "repo/.dvc/tmp/exps/tmp123"
+    copy.mkdir(parents=True)
+    monkeypatch.chdir(copy)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path / "repo"))
+    tracking.connect()
+    experiment = MlflowClient().get_experiment_by_name("catsdogs")
+    assert experiment.artifact_location == (tmp_path / "repo/mlruns").as_uri()
+
+
 def test_flatten_params() -> None:
     assert tracking.flatten({"train": {"epochs": 3, "opt": {"lr": 0.1}}, "seed": 1}) == {
         "train.epochs": 3, "train.opt.lr": 0.1, "seed": 1,

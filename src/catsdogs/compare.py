@@ -16,6 +16,7 @@ import pandas as pd
 BASELINE = "majority_baseline"
 COLUMNS = ["rank", "model", "val_accuracy", "best_val_accuracy", "test_accuracy", "test_roc_auc",
            "test_f1", "epochs", "train_seconds", "images_per_second", "params"]
+INTEGER_COLUMNS = ("rank", "epochs", "params")
 
 
 def leaderboard(
@@ -54,7 +55,7 @@ def leaderboard(
                 "val_accuracy": splits["validation"]["baseline_accuracy"],
                 "test_accuracy": splits["test"]["baseline_accuracy"]}
     board = pd.concat([board, pd.DataFrame([baseline])], ignore_index=True)
-    for column in ("rank", "epochs", "params"):  # whole numbers, blank for the baseline
+    for column in INTEGER_COLUMNS:  # whole numbers, blank for the baseline
         board[column] = board[column].astype("Int64")
     return board[COLUMNS]
 
@@ -64,9 +65,13 @@ def champion(board: pd.DataFrame) -> str:
     return str(board.loc[board["rank"] == 1, "model"].iloc[0])
 
 
-def to_markdown(board: pd.DataFrame, champion_name: str, version: str | None) -> str:
-    """The leaderboard as a Markdown page, naming the champion and its registry version."""
-    shown = board.astype(object)
+def leaderboard_markdown(board: pd.DataFrame) -> str:
+    """The leaderboard as a Markdown table: accuracies to 4 decimals, counts as integers."""
+    shown = board.copy()
+    for column in INTEGER_COLUMNS:  # a CSV round trip turns them into floats
+        if column in shown:
+            shown[column] = shown[column].round().astype("Int64")
+    shown = shown.astype(object)
     accuracies = ("val_accuracy", "best_val_accuracy", "test_accuracy", "test_roc_auc", "test_f1")
     for column in shown.columns:
         digits = 4 if column in accuracies else 1
@@ -74,11 +79,16 @@ def to_markdown(board: pd.DataFrame, champion_name: str, version: str | None) ->
             "" if pd.isna(v) else v if isinstance(v, str | int) else f"{v:.{digits}f}"
             for v in shown[column]
         ]
+    return shown.to_markdown(index=False, disable_numparse=True)
+
+
+def to_markdown(board: pd.DataFrame, champion_name: str, version: str | None) -> str:
+    """The leaderboard as a Markdown page, naming the champion and its registry version."""
     registered = (f"registered as `catsdogs` version {version}, alias `champion`" if version
                   else "not registered (its MLflow run is not in this tracking store)")
     return (
         "# catsdogs leaderboard\n\n"
         f"Champion by validation accuracy: **{champion_name}**, {registered}.\n\n"
-        + shown.to_markdown(index=False, disable_numparse=True)
+        + leaderboard_markdown(board)
         + "\n"
     )

@@ -12,6 +12,8 @@ from typing import Any
 
 import pandas as pd
 
+from catsdogs.compare import leaderboard_markdown
+
 # metrics file -> (model name, which accuracy it holds)
 _TRACKED = (
     (re.compile(r"(?:^|/)metrics/train/(?P<model>[^/]+)\.json$"), "val_accuracy", "val_accuracy"),
@@ -86,8 +88,7 @@ def render(
         })
         lines += [shown.to_markdown(index=False, disable_numparse=True), ""]
     if leaderboard is not None:
-        board = leaderboard.astype(object).where(leaderboard.notna(), "")
-        lines += ["## Leaderboard (head)", "", board.to_markdown(index=False, floatfmt=".4f"), ""]
+        lines += ["## Leaderboard (head)", "", leaderboard_markdown(leaderboard), ""]
     if figures:
         lines += ["## Figures", ""] + [f"![{f}]({f})" for f in figures] + [""]
     return "\n".join(lines)

@@ -85,7 +85,12 @@ def connect(uri: str | None = None, timeout_s: float = 10.0) -> str:
     with _store_lock(uri):
         try:
             if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-                mlflow.create_experiment(EXPERIMENT)
+                # A local store's default artifact root is ./mlruns of whatever folder creates
+                # the experiment: a `dvc exp run --temp` copy would send every artifact into a
+                # folder DVC deletes. Pin it beside the store at the project root instead.
+                local = uri.startswith("sqlite:///") or uri.startswith("file:")
+                location = (project_root() / "mlruns").as_uri() if local else None
+                mlflow.create_experiment(EXPERIMENT, artifact_location=location)
         except MlflowException as error:
             raise TrackingError(f"cannot use MLflow tracking store {uri}: {error}") from error
     mlflow.set_experiment(EXPERIMENT)

@@ -55,10 +55,10 @@ def set_determinism(seed: int) -> None:
 def choose_strategy(name: str) -> tf.distribute.Strategy:
     """Pick a tf.distribute strategy: auto, default, mirrored or multi_worker.
 
-    auto: multi-worker when TF_CONFIG describes a cluster of several tasks (refused for now,
-    see below), mirrored over all local GPUs when there is more than one, the default
-    (single device) strategy otherwise. mirrored without GPUs mirrors over the logical CPU
-    devices.
+    auto: multi-worker when TF_CONFIG describes a cluster of several tasks, mirrored over all
+    local GPUs when there is more than one, the default (single device) strategy otherwise.
+    mirrored without GPUs mirrors over the logical CPU devices. Create it before any other
+    TensorFlow work: multi-worker collectives must be set up first in the process.
     """
     if name == "auto":
         cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
@@ -74,16 +74,24 @@ def choose_strategy(name: str) -> tf.distribute.Strategy:
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy(devices=[d.name for d in devices])
     if name == "multi_worker":
-        # Keras 3's fit() feeds PerReplica values that MultiWorkerMirroredStrategy cannot
-        # convert (keras-team/keras#20585, open); refuse before any work instead.
-        raise ValueError(
-            "multi-worker training is not supported: Keras 3's model.fit cannot run under "
-            "MultiWorkerMirroredStrategy. Unset TF_CONFIG, or set train.strategy to default "
-            "or mirrored (all GPUs of one machine)."
-        )
+        return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(
         f"unknown strategy '{name}'; choose from: auto, default, mirrored, multi_worker"
     )
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes outputs and logs: always, except on non-chief workers.
+
+    In a multi-worker cluster the chief is the `chief` task, or worker 0 when there is none.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return not has_chief and resolver.task_type == "worker" and resolver.task_id == 0
 
 
 class _EpochTimer(keras.callbacks.Callback):
@@ -131,6 +139,69 @@ class TrainResult:
         }
 
 
+def _fit_multi_worker(
+    model: keras.Model,
+    train: tf.data.Dataset,
+    validation: tf.data.Dataset,
+    *,
+    epochs: int,
+    strategy: tf.distribute.Strategy,
+    epoch_hooks: Sequence[EpochHook],
+) -> pd.DataFrame:
+    """The same training as fit() in a loop of strategy.run steps.
+
+    Keras 3's model.fit cannot run under MultiWorkerMirroredStrategy (it hands PerReplica
+    values to ops that cannot take them: keras-team/keras#20585), but the model, its
+    optimizer and strategy.run can. Loss and accuracy are summed over all replicas' examples,
+    then divided by the count, as fit() reports them.
+    """
+    with strategy.scope():
+        per_example = keras.losses.BinaryCrossentropy(from_logits=True, reduction="none")
+    optimizer = model.optimizer
+    total = tf.distribute.ReduceOp.SUM
+
+    def tallies(labels: tf.Tensor, logits: tf.Tensor, losses: tf.Tensor) -> tuple:
+        predicted = tf.cast(logits >= 0.0, labels.dtype)
+        correct = tf.reduce_sum(tf.cast(tf.equal(predicted, labels), tf.float32))
+        return tf.reduce_sum(losses), correct, tf.cast(tf.shape(labels)[0], tf.float32)
+
+    def train_replica(images: tf.Tensor, labels: tf.Tensor) -> tuple:
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            losses = per_example(labels, logits)
+            loss = tf.nn.compute_average_loss(losses)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        return tallies(labels, logits, losses)
+
+    def eval_replica(images: tf.Tensor, labels: tf.Tensor) -> tuple:
+        logits = model(images, training=False)
+        return tallies(labels, logits, per_example(labels, logits))
+
+    @tf.function
+    def step(replica_fn, images, labels):  # noqa: ANN001, ANN202
+        results = strategy.run(replica_fn, args=(images, labels))
+        return [strategy.reduce(total, r, axis=None) for r in results]
+
+    def run_epoch(dataset: tf.data.Dataset, replica_fn) -> tuple[float, float]:  # noqa: ANN001
+        sums = [0.0, 0.0, 0.0]
+        for images, labels in strategy.experimental_distribute_dataset(dataset):
+            sums = [a + float(b) for a, b in zip(sums, step(replica_fn, images, labels), strict=True)]
+        return sums[0] / sums[2], sums[1] / sums[2]
+
+    rows = []
+    for epoch in range(1, epochs + 1):
+        started = time.perf_counter()
+        loss, accuracy = run_epoch(train, train_replica)
+        val_loss, val_accuracy = run_epoch(validation, eval_replica)
+        logs = {"loss": loss, "accuracy": accuracy, "val_loss": val_loss, "val_accuracy": val_accuracy}
+        rows.append({"epoch": epoch, **logs, "seconds": round(time.perf_counter() - started, 3)})
+        log.info("epoch %d/%d: %s", epoch, epochs, ", ".join(f"{k} {v:.4f}" for k, v in logs.items()))
+        for hook in epoch_hooks:
+            hook(epoch, logs)
+    return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+
+
 def fit(
     model: keras.Model,
     train: tf.data.Dataset,
@@ -139,8 +210,14 @@ def fit(
     epochs: int,
     train_images: int,
     epoch_hooks: Sequence[EpochHook] = (),
+    strategy: tf.distribute.Strategy | None = None,
 ) -> TrainResult:
     """Train `model` for `epochs`; call each hook with (epoch from 1, logs) after each epoch."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        started = time.perf_counter()
+        history = _fit_multi_worker(model, train, validation, epochs=epochs, strategy=strategy,
+                                    epoch_hooks=epoch_hooks)
+        return TrainResult(history, train_images=train_images, seconds=time.perf_counter() - started)
     timer = _EpochTimer()
     callbacks: list[keras.callbacks.Callback] = [timer]
     for hook in epoch_hooks:
@@ -193,5 +270,5 @@ def train(
     train_ds = image_dataset(train_rows, images_dir, shuffle=True, **common)
     val_ds = image_dataset(val_rows, images_dir, shuffle=False, **common)
     result = fit(model, train_ds, val_ds, epochs=training.epochs or config.epochs,
-                 train_images=len(train_rows), epoch_hooks=epoch_hooks)
+                 train_images=len(train_rows), epoch_hooks=epoch_hooks, strategy=strategy)
     return model, result
