@@ -73,7 +73,7 @@ def write_text(target: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def write_csv(target: str | Path, frame: "pd.DataFrame") -> None:
+def write_csv(target: str | Path, frame: pd.DataFrame) -> None:
     """Write a DataFrame as CSV atomically, no index, '\\n' line ends: byte-stable output."""
     with atomic_file(target) as tmp:
         frame.to_csv(tmp, index=False, lineterminator="\n")
