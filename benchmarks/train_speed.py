@@ -184,6 +184,28 @@ def bench_noop_repro(repo: Path) -> dict:
     return {"noop_dvc_repro_seconds": round(min(times), 2)}
 
 
+def targets(results: dict) -> list[str]:
+    """The issue's targets beside what was measured: figures, not verdicts on the code."""
+    lines = []
+    for row in results.get("training", []):
+        wanted = 1.5 if row["model"] == "m4_transfer" else 2.0
+        met = "met" if row["speedup"] >= wanted else "not met"
+        lines.append(f"{row['model']}: {row['speedup']:.2f}x the tutorial pipeline "
+                     f"(target {wanted}x: {met})")
+    seconds = results.get("time_to_accuracy", {}).get("m4_seconds_to_0.96")
+    if "time_to_accuracy" in results:
+        met = "met" if seconds is not None and seconds <= 120 else "not met"
+        lines.append(f"m4_transfer to 0.96 validation accuracy: {seconds} s (target 120 s: {met})")
+    m4 = [r for r in results.get("predict", []) if r["model"] == "m4_transfer"]
+    if m4:
+        best = max(r["photos_per_s"] for r in m4)
+        peaks = sorted({r["peak_rss_mb"] for r in m4})
+        lines.append(f"predict with m4_transfer: {best} photos/s (target 40: "
+                     f"{'met' if best >= 40 else 'not met'}); peak memory {peaks} MB across "
+                     f"{[r['photos'] for r in m4]} photos")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="The data set zip, or its extracted folder.")
@@ -222,6 +244,9 @@ def main() -> None:
     if args.noop_repro:
         results["repro"] = bench_noop_repro(args.noop_repro)
         print(json.dumps(results["repro"]))
+    results["targets"] = targets(results)
+    for line in results["targets"]:
+        print(line)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written to {args.out}", file=sys.stderr)
