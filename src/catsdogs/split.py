@@ -10,6 +10,7 @@ sorted order; the rest is validation. No file is in two splits.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +75,7 @@ def inspect_image(path: Path) -> tuple[str | None, dict[str, Any]]:
     if not data:
         return "empty file", facts
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(data)) as image:  # the bytes already read: one read a file
             fmt = image.format
             image.convert("RGB").load()  # decodes every pixel: truncation shows here
             facts["width"], facts["height"] = image.size
