@@ -58,7 +58,7 @@ def main(params_path: str, metrics_dir: Path, models_dir: Path, out: Path, repor
     version = None
     if register:
         tracking.connect()
-        run_id = (models_dir / best / "mlflow_run_id").read_text().strip()
+        run_id = (models_dir / best / tracking.RUN_ID_FILE).read_text().strip()
         version = tracking.register_champion(run_id)
     write_csv(out, board)
     write_text(report, to_markdown(board, best, version))

@@ -17,6 +17,7 @@ from catsdogs.atomic import atomic_dir, write_csv, write_json
 from catsdogs.config import ConfigError, load_params, section
 from catsdogs.data import image_dataset, load_images, read_manifest, split_rows
 from catsdogs.evaluation import classification_metrics, predict_logits, predictions_table
+from catsdogs.models import MODEL_FILE
 from catsdogs.split import LABELS
 from catsdogs.stage_support import fails_clearly, params_option, setup_logging
 
@@ -55,10 +56,10 @@ def main(params_path: str, name: str, model_dir: Path, manifest: Path, images: P
     params = load_params(params_path)
     image_size = section(params, "train")["image_size"]
     batch_size = section(params, "evaluate").get("batch_size", 64)
-    model_file = model_dir / "model.keras"
+    model_file = model_dir / MODEL_FILE
     if not model_file.is_file():
         raise ConfigError(f"'{model_file}' does not exist; run train for '{name}' first")
-    run_id_file = model_dir / "mlflow_run_id"
+    run_id_file = model_dir / tracking.RUN_ID_FILE
     run_id = run_id_file.read_text().strip() if run_id_file.is_file() else None
     tracking.connect()
 

@@ -20,14 +20,11 @@ from catsdogs.atomic import atomic_dir, write_csv, write_json
 from catsdogs.config import ConfigError, from_mapping, load_params, section
 from catsdogs.data import load_images, read_manifest, split_rows
 from catsdogs.models import (
-    augmentation_examples, count_params, finetune_spec, model_spec, unfreeze_top,
+    MODEL_FILE, augmentation_examples, count_params, finetune_spec, model_spec, unfreeze_top,
     with_probability,
 )
 from catsdogs.stage_support import fails_clearly, params_option, setup_logging
 from catsdogs.training import TrainConfig, choose_strategy, is_chief, train
-
-MODEL_FILE = "model.keras"
-RUN_ID_FILE = "mlflow_run_id"
 
 
 @click.command()
@@ -107,7 +104,7 @@ def main(params_path: str, name: str, manifest: Path, images: Path, init_from: P
                                    tmp / f"augment_{layer.removeprefix('random_')}.png")
         with atomic_dir(out) as tmp:
             model.save(tmp / MODEL_FILE)
-            (tmp / RUN_ID_FILE).write_text(run_id + "\n", encoding="utf-8")
+            (tmp / tracking.RUN_ID_FILE).write_text(run_id + "\n", encoding="utf-8")
         write_csv(history_path, result.history)
         write_json(metrics_path, summary)
 

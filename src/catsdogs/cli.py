@@ -27,7 +27,9 @@ def _load_model(source: str):
         except tracking.TrackingError as error:
             raise click.BadParameter(str(error), param_hint="--model") from error
     path = Path(source)
-    model_file = path / "model.keras" if path.is_dir() else path
+    from catsdogs.models import MODEL_FILE
+
+    model_file = path / MODEL_FILE if path.is_dir() else path
     if not model_file.is_file():
         raise click.BadParameter(
             f"'{source}' is not a trained model folder or .keras file; run `dvc repro` "

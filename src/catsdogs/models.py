@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 Flip = Literal["none", "horizontal", "vertical", "horizontal_and_vertical"]
 Rescale = Literal["none", "mobilenet_v2"]
 BASE_NAME = "mobilenet_v2_base"
+# The Keras file inside a trained model folder (models/<name>/, written by the train stage).
+MODEL_FILE = "model.keras"
 PROBABILITY_LAYER = "probability_dog"
 
 

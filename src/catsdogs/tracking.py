@@ -30,6 +30,8 @@ from mlflow.tracking import MlflowClient
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "catsdogs"
+# Beside the model in models/<name>/: the training run that evaluate and compare log into.
+RUN_ID_FILE = "mlflow_run_id"
 
 
 class TrackingError(RuntimeError):
