@@ -97,6 +97,24 @@ def small_params(dataset_zip: Path, **train: int) -> dict:
     return params
 
 
+def vivid_transfer(entry: dict, input_shape: tuple[int, int, int] = (32, 32, 3), seed: int = 0):
+    """A transfer model whose random base gives features that differ from image to image.
+
+    MobileNetV2's own random initialisation (weights: none) shrinks 32 px images to
+    near-constant features, which would hide a wrong feature from a test.
+    """
+    from catsdogs.models import BASE_NAME, model_spec
+
+    model = model_spec({"transfer": dict(entry, weights="none")}, "transfer").build(input_shape)
+    rng = np.random.default_rng(seed)
+    for weight in model.get_layer(BASE_NAME).weights:
+        values = rng.normal(0.0, 0.5, weight.shape)
+        if "variance" in weight.path:
+            values = np.abs(values) + 0.5
+        weight.assign(values.astype("float32"))
+    return model
+
+
 def write_params(path: Path, params: dict) -> Path:
     import yaml
 

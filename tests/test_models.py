@@ -7,10 +7,12 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from conftest import vivid_transfer
 
 from catsdogs.config import ConfigError, load_params
 from catsdogs.models import (
-    compile_model, count_params, finetune_spec, model_spec, unfreeze_top, with_probability,
+    compile_model, count_params, finetune_spec, model_spec, split_frozen_features, unfreeze_top,
+    with_probability,
 )
 
 PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
@@ -71,6 +73,21 @@ def test_finetune_unfreezes_the_base_from_layer_100() -> None:
     assert not any(layer.trainable for layer in base.layers[:100])
     assert base.layers[100].trainable and base.layers[-1].trainable
     assert count_params(model)["trainable"] == 2_025_537
+
+
+def test_frozen_features_split_only_where_the_base_is_frozen() -> None:
+    transfer = vivid_transfer(ZOO["m4_transfer"])
+    features, head = split_frozen_features(transfer)
+    # The head is the trainable part, whole: pooling's output in, the logit out.
+    assert [w.path for w in head.trainable_weights] == [w.path for w in transfer.trainable_weights]
+    assert features.output.shape[1:] == (1280,)
+    images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    values = features(images, training=False)
+    assert float(np.std(values)) > 0.5  # features that tell images apart
+    np.testing.assert_array_equal(head(values, training=False), transfer(images, training=False))
+    # A partly unfrozen base (M5) and the CNNs train from their first layers on: no split.
+    assert split_frozen_features(unfreeze_top(transfer, 100)) is None
+    assert split_frozen_features(model_spec(ZOO, "m3_preprocess").build((32, 32, 3))) is None
 
 
 def test_unknown_model_lists_the_zoo() -> None:

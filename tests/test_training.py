@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import vivid_transfer
 
 from catsdogs.config import load_params
+from catsdogs.data import image_dataset, split_rows
 from catsdogs.models import model_spec
 from catsdogs.split import build_manifest
 from catsdogs.training import TrainConfig, choose_strategy, train
@@ -43,6 +45,25 @@ def test_epoch_hooks_see_every_epoch(extracted: Path) -> None:
     summary = result.summary()
     assert summary["epochs"] == 2 and summary["best_epoch"] in (1, 2)
     assert summary["images_per_second"] == pytest.approx(24 / result.history["seconds"].iloc[1], rel=0.01)
+
+
+def test_frozen_base_validation_matches_a_full_evaluation(extracted: Path) -> None:
+    # M4 validates on base outputs computed once; the figures must be the full model's.
+    manifest = build_manifest(extracted, test_every=5, strict=False).manifest
+    spec = model_spec({"m4_transfer": dict(PARAMS["models"]["m4_transfer"], weights="none")}, "m4_transfer")
+    config = TrainConfig(image_size=32, batch_size=8, epochs=2)
+    seen = []
+    model, result = train(lambda: vivid_transfer(PARAMS["models"]["m4_transfer"]), spec.training,
+                          manifest, extracted,
+                          config, seed=3, epoch_hooks=[lambda epoch, logs: seen.append(logs)])
+    assert [sorted(logs) for logs in seen] == [["accuracy", "loss", "val_accuracy", "val_loss"]] * 2
+    validation = image_dataset(split_rows(manifest, "validation"), extracted, image_size=32,
+                               batch_size=8, shuffle=False, seed=3)
+    full = model.evaluate(validation, verbose=0, return_dict=True)
+    last = result.history.iloc[-1]
+    assert last["val_loss"] == pytest.approx(full["loss"], rel=1e-5)
+    assert last["val_accuracy"] == pytest.approx(full["accuracy"], abs=1e-9)
+    assert seen[-1]["val_loss"] == pytest.approx(full["loss"], rel=1e-5)
 
 
 def test_unknown_strategy_lists_the_valid_ones() -> None:

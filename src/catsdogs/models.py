@@ -219,14 +219,46 @@ def finetune_spec(finetune: Mapping[str, Any], name: str) -> FinetuneSpec:
     return FinetuneSpec(name=name, training=training, **checked)
 
 
-def compile_model(model: keras.Model, training: Training) -> keras.Model:
-    """Compile for one logit: binary cross-entropy from logits, accuracy at logit 0."""
+def compile_model(model: keras.Model, training: Training | None = None) -> keras.Model:
+    """Compile for one logit: binary cross-entropy from logits, accuracy at logit 0.
+
+    Without `training` the model gets Keras' default optimizer: enough to evaluate it.
+    """
+    optimizer = OPTIMIZERS[training.optimizer](training.learning_rate) if training else "rmsprop"
     model.compile(
-        optimizer=OPTIMIZERS[training.optimizer](training.learning_rate),
+        optimizer=optimizer,
         loss=keras.losses.BinaryCrossentropy(from_logits=True),
         metrics=[keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)],
     )
     return model
+
+
+def split_frozen_features(model: keras.Model) -> tuple[keras.Model, keras.Model] | None:
+    """Split `model` into (frozen features, trainable head), when it starts with frozen layers.
+
+    The features part is every layer before the first one with trainable weights. When it
+    holds frozen weights (M4's base), it is at inference a fixed function of the image:
+    rescaling is fixed, augmentation and dropout pass images through, the base's weights do
+    not change. Its outputs on the validation images can therefore be computed once and
+    reused every epoch, and head(features(x)) is model(x) with the same layers and weights.
+    Returns None when nothing frozen comes before the first trainable layer (M1-M3, M5's
+    partly unfrozen base) or when the head does not hang off that layer's input alone.
+    """
+    first_trainable = next((i for i, layer in enumerate(model.layers) if layer.trainable_weights), None)
+    if first_trainable is None:
+        return None
+    frozen = model.layers[:first_trainable]
+    if not any(layer.non_trainable_weights for layer in frozen):
+        return None
+    split = model.layers[first_trainable].input
+    try:
+        features = keras.Model(model.input, split, name=f"{model.name}_features")
+        head = keras.Model(split, model.output, name=f"{model.name}_head")
+    except ValueError:  # a branch reaches past the split: the head needs more than one input
+        return None
+    if len(head.trainable_weights) != len(model.trainable_weights):
+        return None
+    return features, head
 
 
 def unfreeze_top(model: keras.Model, fine_tune_at: int) -> keras.Model:

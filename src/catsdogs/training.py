@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 import pandas as pd
 import tensorflow as tf
 
 from catsdogs.data import image_dataset, split_rows
-from catsdogs.models import Training, compile_model
+from catsdogs.models import Training, compile_model, split_frozen_features
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,32 @@ class _EpochTimer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.seconds.append(time.perf_counter() - self._start)
+
+
+class _FrozenFeatureValidation(keras.callbacks.Callback):
+    """Validate through the trainable head only, on frozen-layer outputs computed once.
+
+    Stands in for fit's own validation when split_frozen_features() finds a frozen part
+    (M4: rescaling, augmentation and the MobileNetV2 base), which is most of a validation
+    pass's work and gives the same outputs every epoch. Writes val_loss and val_accuracy
+    into the epoch's logs before later callbacks (timer, hooks, History) read them.
+    """
+
+    def __init__(self, features: keras.Model, head: keras.Model, validation: tf.data.Dataset) -> None:
+        super().__init__()
+        self.features, self.head, self.validation = features, head, validation
+        self.cached: tf.data.Dataset | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.cached is None:  # in epoch 1's time, like the validation pass it replaces
+            values = self.features.predict(self.validation.map(lambda images, labels: images), verbose=0)
+            labels = [batch for _, batch in self.validation.as_numpy_iterator()]
+            self.cached = tf.data.Dataset.from_tensor_slices(
+                (values, np.concatenate(labels))
+            ).batch(len(labels[0]))
+        results = self.head.evaluate(self.cached, verbose=0, return_dict=True)
+        if logs is not None:
+            logs.update({f"val_{name}": float(value) for name, value in results.items()})
 
 
 @dataclass(frozen=True)
@@ -220,6 +247,16 @@ def fit(
         return TrainResult(history, train_images=train_images, seconds=time.perf_counter() - started)
     timer = _EpochTimer()
     callbacks: list[keras.callbacks.Callback] = [timer]
+    validation_data: tf.data.Dataset | None = validation
+    with (strategy or tf.distribute.get_strategy()).scope():
+        split = split_frozen_features(model)
+        if split:
+            features, head = split
+            compile_model(head)
+            callbacks.insert(0, _FrozenFeatureValidation(features, head, validation))
+            validation_data = None
+            log.info("validating on frozen features (%s) computed once: only the head runs "
+                     "each epoch", features.output.shape[1:])
     for hook in epoch_hooks:
         callbacks.append(
             keras.callbacks.LambdaCallback(
@@ -230,7 +267,7 @@ def fit(
         )
     started = time.perf_counter()
     keras_history = model.fit(
-        train, validation_data=validation, epochs=epochs, callbacks=callbacks, verbose=2,
+        train, validation_data=validation_data, epochs=epochs, callbacks=callbacks, verbose=2,
         shuffle=False,  # the dataset shuffles itself, seeded, each epoch
     )
     seconds = time.perf_counter() - started
