@@ -1,10 +1,12 @@
 """Benchmark: catsdogs' training input pipeline against the tutorial's, and time to accuracy.
 
 For each model, trains (a) with catsdogs' pipeline (decode once, cache, seeded shuffle,
-prefetch) and (b) with a plain tutorial-style pipeline (`image_dataset_from_directory` +
-prefetch: every JPEG decoded every epoch), same model, batch size and epochs, alternating
-a and b so machine noise hits both. Prints steady-state seconds per epoch, training images
-per second, the speed ratio and final validation accuracy; writes the table as JSON.
+prefetch) and its fit(), (b) with a plain tutorial-style pipeline (`image_dataset_from_directory`
++ prefetch: every JPEG decoded every epoch) and model.fit, and (c) with catsdogs' fit() on
+batches already in memory, the model's floor. Same model, batch size and epochs; each repeat
+has its own seed and a rotated order, so machine noise hits all three. Prints the fastest
+steady epoch's seconds, training images per second, the speed ratio, the ceiling (tutorial
+over floor) and mean final validation accuracy; writes the table as JSON.
 Then: how long M4 takes to reach 0.96 and 0.97 validation accuracy; how fast
 `catsdogs predict` classifies a folder of photos and its peak memory as the folder grows;
 and, given a pipeline repository, how long a no-op `dvc repro` takes.
