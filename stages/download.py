@@ -12,8 +12,8 @@ import click
 
 from catsdogs import tracking
 from catsdogs.atomic import write_json
-from catsdogs.config import from_mapping, load_params, section
-from catsdogs.download import DownloadConfig, DownloadError, UnsafeArchiveError, download
+from catsdogs.config import load_params, read_section
+from catsdogs.download import DownloadConfig, download
 from catsdogs.stage_support import fails_clearly, params_option, setup_logging
 
 
@@ -24,12 +24,12 @@ from catsdogs.stage_support import fails_clearly, params_option, setup_logging
 @click.option("--record", type=click.Path(dir_okay=False, path_type=Path),
               default="metrics/download.json", show_default=True,
               help="JSON file recording the source, sha256 and size fetched.")
-@fails_clearly(DownloadError, UnsafeArchiveError, tracking.TrackingError)
+@fails_clearly
 def main(params_path: str, out: Path, record: Path) -> None:
     """Fetch the cats_and_dogs_filtered zip from download.url (a URL, file:// URL or local
     path, or a list tried in order), verify download.sha256 if set, and extract it."""
     setup_logging()
-    config = from_mapping(DownloadConfig, section(load_params(params_path), "download"), "download")
+    config = read_section(load_params(params_path), "download", DownloadConfig)
     tracking.connect()
     fetched = download(
         config.sources, out, sha256=config.sha256, timeout_s=config.timeout_s,

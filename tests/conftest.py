@@ -85,34 +85,99 @@ def load_stage(name: str):
     return module.main
 
 
-def small_params(dataset_zip: Path, **train: int) -> dict:
-    """params.yaml with test-sized settings: the synthetic zip, 32 px, 1 epoch, no downloads."""
+# Test sizes: the train section's image size, and the size given to zoo entries that set
+# their own (different, so a model's own size is exercised).
+TINY_SIZE = 32
+TINY_ENTRY_SIZE = 48
+
+
+def project_params() -> dict:
+    """params.yaml as committed."""
     import yaml
 
-    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
-    params["download"]["url"] = dataset_zip.as_uri()
-    params["train"].update({"image_size": 32, "batch_size": 8, "epochs": 1, **train})
-    params["models"]["m4_transfer"]["weights"] = "none"
-    params["finetune"]["m5_finetune"]["epochs"] = 1
+    return yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+
+
+def zoo_entries(params: dict) -> dict[str, dict]:
+    """Every zoo entry of `params`, `models` and `finetune` alike, by name."""
+    return {**(params.get("models") or {}), **(params.get("finetune") or {})}
+
+
+def tiny_params(**train: int) -> dict:
+    """params.yaml, test-sized: 32 px, batch 8, 1 epoch, random transfer weights (no download).
+
+    Read from the zoo as committed: whatever entries it holds, each gets test-sized
+    settings where it sets its own (epochs 1; image size TINY_ENTRY_SIZE).
+    """
+    params = project_params()
+    params["train"].update({"image_size": TINY_SIZE, "batch_size": 8, "epochs": 1, **train})
+    for entry in zoo_entries(params).values():
+        if "weights" in entry:
+            entry["weights"] = "none"
+        if "epochs" in entry:
+            entry["epochs"] = 1
+        if "image_size" in entry:
+            entry["image_size"] = TINY_ENTRY_SIZE
     return params
 
 
-def vivid_transfer(entry: dict, input_shape: tuple[int, int, int] = (32, 32, 3), seed: int = 0):
+def small_params(dataset_zip: Path, **train: int) -> dict:
+    """tiny_params() downloading the synthetic zip."""
+    params = tiny_params(**train)
+    params["download"]["url"] = dataset_zip.as_uri()
+    return params
+
+
+def build_vivid_transfer(
+    input_shape: tuple[int, int, int],
+    *,
+    pooling: str = "max",
+    dense_units: int = 128,
+    dropout: float = 0.2,
+    flip: str = "none",
+    rotation: float = 0.0,
+    seed: int = 0,
+):
     """A transfer model whose random base gives features that differ from image to image.
 
     MobileNetV2's own random initialisation (weights: none) shrinks 32 px images to
-    near-constant features, which would hide a wrong feature from a test.
+    near-constant features, which would hide a wrong feature from a test. Registered as
+    an architecture by the tests that use it (`vivid_zoo`).
     """
-    from catsdogs.models import BASE_NAME, model_spec
+    from catsdogs.models import BASE_LAYER, build_transfer
 
-    model = model_spec({"transfer": dict(entry, weights="none")}, "transfer").build(input_shape)
+    model = build_transfer(input_shape, weights="none", pooling=pooling, dense_units=dense_units,
+                           dropout=dropout, flip=flip, rotation=rotation)
     rng = np.random.default_rng(seed)
-    for weight in model.get_layer(BASE_NAME).weights:
+    for weight in model.get_layer(BASE_LAYER).weights:
         values = rng.normal(0.0, 0.5, weight.shape)
         if "variance" in weight.path:
             values = np.abs(values) + 0.5
         weight.assign(values.astype("float32"))
     return model
+
+
+@pytest.fixture()
+def vivid_zoo(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The architecture `vivid_transfer` registered for one test; returns its name."""
+    from catsdogs.models import ARCHITECTURES
+
+    monkeypatch.setitem(ARCHITECTURES, "vivid_transfer", build_vivid_transfer)
+    return "vivid_transfer"
+
+
+def vivid_transfer(entry: dict, input_shape: tuple[int, int, int] = (TINY_SIZE, TINY_SIZE, 3),
+                   seed: int = 0):
+    """build_vivid_transfer with a transfer zoo entry's head settings."""
+    settings = {k: entry[k] for k in ("pooling", "dense_units", "dropout", "flip", "rotation")
+                if k in entry}
+    return build_vivid_transfer(input_shape, seed=seed, **settings)
+
+
+def transfer_entry(params: dict) -> tuple[str, dict]:
+    """The first `models` entry whose architecture is transfer: (name, entry)."""
+    return next((name, entry) for name, entry in params["models"].items()
+                if entry["arch"] == "transfer")
 
 
 def write_params(path: Path, params: dict) -> Path:
@@ -158,3 +223,47 @@ def http_service(command: list[str], ready_url: str, log_path: Path, timeout_s: 
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+def tool_env() -> dict[str, str]:
+    """This interpreter's tools first on PATH, and MLflow's default store: <repo>/mlflow.db."""
+    import sys
+
+    variables = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+                 "PYTHONUNBUFFERED": "1"}
+    variables.pop("MLFLOW_TRACKING_URI", None)
+    return variables
+
+
+def sh(cwd: Path, *args: str) -> str:
+    """Run a command in `cwd`; fail the test with its output when it fails; return stdout+err."""
+    import subprocess
+
+    result = subprocess.run(args, cwd=cwd, env=tool_env(), capture_output=True, text=True)
+    assert result.returncode == 0, f"{args}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout + result.stderr
+
+
+def commit(repo: Path, message: str) -> str:
+    """Commit everything in `repo`; return the commit id."""
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message)
+    return sh(repo, "git", "rev-parse", "HEAD").strip()
+
+
+def make_project(repo: Path, params: dict) -> Path:
+    """A git + DVC repository holding this project's pipeline with `params`, committed."""
+    import shutil
+
+    repo.mkdir(parents=True)
+    for name in ("dvc.yaml", ".gitignore", ".dvcignore", "profiles.yaml"):
+        shutil.copy(PROJECT_ROOT / name, repo / name)
+    for folder in ("stages", "src"):
+        shutil.copytree(PROJECT_ROOT / folder, repo / folder,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    write_params(repo / "params.yaml", params)
+    sh(repo, "git", "init", "-q")
+    sh(repo, "dvc", "init", "-q")
+    shutil.copytree(PROJECT_ROOT / ".dvc/plots", repo / ".dvc/plots")  # the plot templates
+    commit(repo, "init")
+    return repo

@@ -15,6 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 from conftest import PROJECT_ROOT, free_port, load_stage, small_params, write_params
 
@@ -23,14 +24,13 @@ MIRRORED = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from catsdogs.config import load_params
-    from catsdogs.data import read_manifest
-    from catsdogs.models import model_spec
-    from catsdogs.training import TrainConfig, choose_strategy, train
+    from catsdogs.dataset import read_manifest
+    from catsdogs.training import choose_strategy, train_model
+    from catsdogs.zoo import training_job
     strategy = choose_strategy("mirrored")
-    spec = model_spec(load_params(sys.argv[1])["models"], "m1_cnn")
-    _, result = train(lambda: spec.build((32, 32, 3)), spec.training, read_manifest(sys.argv[2]),
-                      sys.argv[3], TrainConfig(image_size=32, batch_size=8, epochs=2), seed=1,
-                      strategy=strategy)
+    params = load_params(sys.argv[1])
+    job = training_job(params, next(iter(params["models"])))
+    _, result = train_model(job, read_manifest(sys.argv[2]), sys.argv[3], strategy=strategy)
     print("REPLICAS", strategy.num_replicas_in_sync, "EPOCHS", len(result.history),
           "LOSS", result.history["loss"].iloc[-1])
 """)
@@ -65,8 +65,9 @@ def test_two_workers_train_m1_to_the_end(prepared: Path, tmp_path: Path) -> None
     worker = tmp_path / "worker"
     shutil.copytree(prepared, worker)
     cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
-    args = ["--model", "m1_cnn", "--out", "models/m1_cnn", "--metrics", "metrics/train/m1_cnn.json",
-            "--history", "metrics/history/m1_cnn.csv", "--figures", "plots/train/m1_cnn"]
+    name = next(iter(yaml.safe_load((prepared / "params.yaml").read_text())["models"]))
+    args = ["--model", name, "--out", f"models/{name}", "--metrics", f"metrics/train/{name}.json",
+            "--history", f"metrics/history/{name}.csv", "--figures", f"plots/train/{name}"]
     procs = []
     for index, cwd in enumerate((prepared, worker)):
         env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster,
@@ -77,8 +78,8 @@ def test_two_workers_train_m1_to_the_end(prepared: Path, tmp_path: Path) -> None
     outputs = [p.communicate(timeout=400)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-2000:] for o in outputs)
     assert "CollectiveAllReduceStrategy over 2 replica(s)" in outputs[0]
-    metrics = json.loads((prepared / "metrics/train/m1_cnn.json").read_text())
+    metrics = json.loads((prepared / f"metrics/train/{name}.json").read_text())
     assert metrics["epochs"] == 2 and 0.0 <= metrics["val_accuracy"] <= 1.0
-    assert (prepared / "models/m1_cnn/model.keras").is_file()
+    assert (prepared / f"models/{name}/model.keras").is_file()
     assert "worker done" in outputs[1]
     assert not (worker / "models").exists() and not (worker / "metrics/train").exists()

@@ -7,45 +7,37 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import vivid_transfer
+from conftest import project_params, tiny_params, transfer_entry, vivid_transfer
 
-from catsdogs.config import ConfigError, load_params
-from catsdogs.models import (
-    compile_model, count_params, finetune_spec, model_spec, split_frozen_features, unfreeze_top,
-    with_probability,
-)
+from catsdogs.config import ConfigError
+from catsdogs.models import BASE_LAYER, count_params, unfreeze_top
+from catsdogs.serving import with_probability
+from catsdogs.training import compile_model, split_frozen_features
+from catsdogs.zoo import finetune_spec, model_spec, training_job
 
-PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+PARAMS = tiny_params()
 ZOO = PARAMS["models"]
+# The post's parameter counts at 160 px: the small CNN (M1-M3), and MobileNetV2 with the
+# 128-unit head (M4), of which only the head trains.
+CNN_PARAMS = 1_346_753
+TRANSFER_PARAMS = (2_422_081, 164_097)
 
 
-def offline(name: str) -> dict:
-    """A zoo entry with random transfer weights: no download in tests."""
-    entry = dict(ZOO[name])
-    if entry["arch"] == "transfer":
-        entry["weights"] = "none"
-    return {name: entry}
-
-
-@pytest.mark.parametrize(
-    ("name", "total", "trainable"),
-    [
-        ("m1_cnn", 1_346_753, 1_346_753),
-        ("m2_augment", 1_346_753, 1_346_753),
-        ("m3_preprocess", 1_346_753, 1_346_753),
-        ("m4_transfer", 2_422_081, 164_097),
-    ],
-)
-def test_zoo_parameter_counts_at_160_px(name: str, total: int, trainable: int) -> None:
-    model = model_spec(offline(name), name).build((160, 160, 3))
-    assert count_params(model) == {"total": total, "trainable": trainable}
+def test_zoo_parameter_counts_at_160_px() -> None:
+    for name, entry in ZOO.items():
+        model = model_spec(ZOO, name).build((160, 160, 3))
+        if entry["arch"] == "cnn" and entry.get("dense_units", 128) == 128:
+            assert count_params(model) == {"total": CNN_PARAMS, "trainable": CNN_PARAMS}, name
+        elif entry["arch"] == "transfer" and entry.get("dense_units", 128) == 128:
+            total, trainable = TRANSFER_PARAMS
+            assert count_params(model) == {"total": total, "trainable": trainable}, name
 
 
 @pytest.mark.parametrize("name", list(ZOO))
-def test_every_zoo_model_fits_a_step_at_32_px(name: str) -> None:
-    spec = model_spec(offline(name), name)
-    model = compile_model(spec.build((32, 32, 3)), spec.training)
-    images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+def test_every_zoo_model_fits_a_step(name: str) -> None:
+    job = training_job(PARAMS, name)
+    model = compile_model(job.model.build(job.input_shape), job.optimizer)
+    images = np.random.default_rng(0).uniform(0, 255, (4, *job.input_shape)).astype("float32")
     before = [w.copy() for w in model.get_weights()]
     history = model.fit(images, np.array([[0.0], [1.0], [0.0], [1.0]]), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
@@ -54,8 +46,8 @@ def test_every_zoo_model_fits_a_step_at_32_px(name: str) -> None:
 
 
 def test_preprocessing_is_inside_the_saved_model(tmp_path: Path) -> None:
-    spec = model_spec(offline("m3_preprocess"), "m3_preprocess")
-    model = spec.build((32, 32, 3))
+    name = next(n for n, e in ZOO.items() if e.get("rescale") == "mobilenet_v2")  # M3
+    model = model_spec(ZOO, name).build((32, 32, 3))
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
     assert [layer.name for layer in loaded.layers[1:4]] == ["rescale", "random_flip", "random_rotation"]
@@ -65,18 +57,32 @@ def test_preprocessing_is_inside_the_saved_model(tmp_path: Path) -> None:
     np.testing.assert_allclose(probability, 1 / (1 + np.exp(-model.predict(raw, verbose=0))), rtol=1e-5)
 
 
-def test_finetune_unfreezes_the_base_from_layer_100() -> None:
-    model = model_spec(offline("m4_transfer"), "m4_transfer").build((32, 32, 3))
-    spec = finetune_spec(PARAMS["finetune"], "m5_finetune")
-    assert (spec.init_from, spec.fine_tune_at, spec.training.learning_rate) == ("m4_transfer", 100, 1e-5)
-    base = unfreeze_top(model, spec.fine_tune_at).get_layer("mobilenet_v2_base")
+def test_finetune_unfreezes_the_base_from_a_layer_on() -> None:
+    name, _ = transfer_entry(PARAMS)
+    model = model_spec(ZOO, name).build((32, 32, 3))
+    base = unfreeze_top(model, 100).get_layer(BASE_LAYER)
     assert not any(layer.trainable for layer in base.layers[:100])
     assert base.layers[100].trainable and base.layers[-1].trainable
-    assert count_params(model)["trainable"] == 2_025_537
+    assert count_params(model)["trainable"] == 2_025_537  # the tutorial's phase 2
+
+
+def test_every_finetune_entry_continues_a_transfer_model() -> None:
+    for name in PARAMS["finetune"]:
+        spec = finetune_spec(PARAMS["finetune"], name)
+        assert ZOO[spec.init_from]["arch"] == "transfer"
+        job = training_job(PARAMS, name)
+        assert job.config.image_size == training_job(PARAMS, spec.init_from).config.image_size
+
+
+def test_finetuning_a_model_without_a_base_is_a_clear_error() -> None:
+    cnn = model_spec(ZOO, next(n for n, e in ZOO.items() if e["arch"] == "cnn")).build((32, 32, 3))
+    with pytest.raises(ConfigError, match="no pretrained 'base' network to fine-tune"):
+        unfreeze_top(cnn, 10)
 
 
 def test_frozen_features_split_only_where_the_base_is_frozen() -> None:
-    transfer = vivid_transfer(ZOO["m4_transfer"])
+    _, entry = transfer_entry(PARAMS)
+    transfer = vivid_transfer(entry)
     features, head = split_frozen_features(transfer)
     # The head is the trainable part, whole: pooling's output in, the logit out.
     assert [w.path for w in head.trainable_weights] == [w.path for w in transfer.trainable_weights]
@@ -87,11 +93,13 @@ def test_frozen_features_split_only_where_the_base_is_frozen() -> None:
     np.testing.assert_array_equal(head(values, training=False), transfer(images, training=False))
     # A partly unfrozen base (M5) and the CNNs train from their first layers on: no split.
     assert split_frozen_features(unfreeze_top(transfer, 100)) is None
-    assert split_frozen_features(model_spec(ZOO, "m3_preprocess").build((32, 32, 3))) is None
+    cnn = next(n for n, e in ZOO.items() if e["arch"] == "cnn")
+    assert split_frozen_features(model_spec(ZOO, cnn).build((32, 32, 3))) is None
 
 
 def test_unknown_model_lists_the_zoo() -> None:
-    with pytest.raises(ConfigError, match="unknown model 'm9'; choose from: m1_cnn, m2_augment"):
+    first, second = list(ZOO)[:2]
+    with pytest.raises(ConfigError, match=f"unknown model 'm9'; choose from: {first}, {second}"):
         model_spec(ZOO, "m9")
 
 
@@ -109,14 +117,55 @@ def test_unknown_architecture_lists_the_valid_ones() -> None:
         ({"colour": 1}, "unknown setting 'models.x.colour'; valid settings: blocks, dense_units"),
         ({"learning_rate": "fast"}, "'models.x.learning_rate' must be float"),
         ({"optimizer": "adagrad"}, "unknown optimizer 'adagrad'; choose from: adam, rmsprop, sgd"),
+        ({"dropout": 1.5}, "setting 'models.x.dropout' must be in [0, 1), got 1.5"),
+        ({"dropout": 1}, "setting 'models.x.dropout' must be in [0, 1), got 1"),
+        ({"rotation": -0.1}, "setting 'models.x.rotation' must be in [0, 1], got -0.1"),
+        ({"filters": 0}, "setting 'models.x.filters' must be at least 1, got 0"),
+        ({"dense_units": -8}, "setting 'models.x.dense_units' must be at least 1, got -8"),
+        ({"learning_rate": 0}, "setting 'models.x.learning_rate' must be above 0, got 0"),
+        ({"epochs": 0}, "setting 'models.x.epochs' must be at least 1, got 0"),
+        ({"image_size": "big"}, "setting 'models.x.image_size' must be int, got 'big'"),
+        ({"precision": "float8"}, "setting 'models.x.precision' must be"),
     ],
 )
 def test_bad_settings_name_the_key(setting: dict, message: str) -> None:
-    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
+    escaped = message.replace(".", r"\.").replace("(", r"\(").replace(")", r"\)")
+    escaped = escaped.replace("[", r"\[").replace("]", r"\]")
+    with pytest.raises(ConfigError, match=escaped):
         model_spec({"x": {"arch": "cnn", **setting}}, "x")
+
+
+def test_an_entry_overrides_train_settings_for_itself() -> None:
+    params = tiny_params()
+    name = next(iter(params["models"]))
+    params["models"][name].update({"image_size": 64, "epochs": 3, "precision": "mixed_bfloat16"})
+    job = training_job(params, name)
+    assert (job.config.image_size, job.config.epochs, job.config.precision) == (64, 3, "mixed_bfloat16")
+    assert job.config.batch_size == params["train"]["batch_size"]
+    assert job.setting("image_size") == f"models.{name}.image_size"
+    assert job.setting("batch_size") == "train.batch_size"
+    other = list(params["models"])[1]
+    assert training_job(params, other).config.image_size == params["train"]["image_size"]
+
+
+def test_train_section_is_checked_with_key_names() -> None:
+    params = tiny_params()
+    params["train"]["strategy"] = "tpu"
+    with pytest.raises(ConfigError, match="setting 'train.strategy' must be"):
+        training_job(params, next(iter(params["models"])))
+    params = tiny_params()
+    params["seed"] = "lucky"
+    with pytest.raises(ConfigError, match="setting 'seed' must be int, got 'lucky'"):
+        training_job(params, next(iter(params["models"])))
 
 
 def test_missing_weights_file_fails_before_building(tmp_path: Path) -> None:
     missing = tmp_path / "nope.h5"
     with pytest.raises(ConfigError, match=f"weights file '{missing}' does not exist"):
         model_spec({"m4": {"arch": "transfer", "weights": str(missing)}}, "m4")
+
+
+def test_the_committed_zoo_parses() -> None:
+    params = project_params()
+    for name in [*params["models"], *params["finetune"]]:
+        assert training_job(params, name).name == name

@@ -9,14 +9,30 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import mlflow
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from conftest import PROJECT_ROOT, load_stage, small_params, write_params
+from conftest import (
+    PROJECT_ROOT, load_stage, project_params, small_params, transfer_entry, write_params,
+)
 
-TRAIN_ARGS = ["--model", "m1_cnn", "--out", "models/m1_cnn", "--metrics", "metrics/train/m1_cnn.json",
-              "--history", "metrics/history/m1_cnn.csv", "--figures", "plots/train/m1_cnn"]
+# The zoo's first model (M1, the small CNN, in the committed params).
+M1 = next(iter(project_params()["models"]))
+
+
+def train_args(name: str) -> list[str]:
+    return ["--model", name, "--out", f"models/{name}", "--metrics", f"metrics/train/{name}.json",
+            "--history", f"metrics/history/{name}.csv", "--figures", f"plots/train/{name}"]
+
+
+def evaluate_args(name: str) -> list[str]:
+    return ["--model", name, "--model-dir", f"models/{name}", "--metrics", f"metrics/eval/{name}.json",
+            "--predictions", f"metrics/predictions/{name}.csv", "--figures", f"plots/eval/{name}"]
+
+
+TRAIN_ARGS = train_args(M1)
 
 
 def invoke(stage: str, args: list[str]):
@@ -74,38 +90,40 @@ def test_unknown_params_key_fails_with_its_name(tmp_path: Path, dataset_zip: Pat
 def test_train_and_evaluate_m1(project: Path) -> None:
     result = invoke("train", TRAIN_ARGS)
     assert result.exit_code == 0, result.output
-    assert (project / "models/m1_cnn/model.keras").is_file()
-    run_id = (project / "models/m1_cnn/mlflow_run_id").read_text().strip()
-    metrics = json.loads((project / "metrics/train/m1_cnn.json").read_text())
+    assert (project / f"models/{M1}/model.keras").is_file()
+    run_id = (project / f"models/{M1}/mlflow_run_id").read_text().strip()
+    metrics = json.loads((project / f"metrics/train/{M1}.json").read_text())
     assert metrics["epochs"] == 1 and 0.0 <= metrics["val_accuracy"] <= 1.0
     assert metrics["params"]["total"] > 0 and metrics["images_per_second"] > 0
-    history = pd.read_csv(project / "metrics/history/m1_cnn.csv")
+    assert (metrics["image_size"], metrics["precision"]) == (32, "float32")
+    history = pd.read_csv(project / f"metrics/history/{M1}.csv")
     assert list(history.columns[:5]) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
     assert history["val_accuracy"].iloc[-1] == pytest.approx(metrics["val_accuracy"])
-    assert (project / "plots/train/m1_cnn/curves.png").is_file()
+    assert (project / f"plots/train/{M1}/curves.png").is_file()
+    trained = mlflow.get_run(run_id)
 
-    result = invoke("evaluate", ["--model", "m1_cnn", "--model-dir", "models/m1_cnn",
-                                 "--metrics", "metrics/eval/m1_cnn.json",
-                                 "--predictions", "metrics/predictions/m1_cnn.csv",
-                                 "--figures", "plots/eval/m1_cnn"])
+    result = invoke("evaluate", evaluate_args(M1))
     assert result.exit_code == 0, result.output
-    evaluation = json.loads((project / "metrics/eval/m1_cnn.json").read_text())
-    predictions = pd.read_csv(project / "metrics/predictions/m1_cnn.csv")
+    evaluation = json.loads((project / f"metrics/eval/{M1}.json").read_text())
+    predictions = pd.read_csv(project / f"metrics/predictions/{M1}.csv")
     assert evaluation["count"] == 4 == len(predictions)
     assert evaluation["accuracy"] == pytest.approx((predictions.actual == predictions.predicted).mean())
     assert all(p.startswith("cats_and_dogs_filtered/validation/") for p in predictions.path)
-    assert {"confusion_matrix.png", "predictions.png"} <= {p.name for p in (project / "plots/eval/m1_cnn").iterdir()}
+    assert {"confusion_matrix.png", "predictions.png"} <= {p.name for p in (project / f"plots/eval/{M1}").iterdir()}
 
     run = mlflow.get_run(run_id)
-    assert run.info.run_name == "m1_cnn"
+    assert run.info.run_name == M1
     assert run.data.metrics["test_accuracy"] == pytest.approx(evaluation["accuracy"])
     assert run.data.params["train.image_size"] == "32" and run.data.params["model.arch"] == "cnn"
+    assert run.data.params["train.precision"] == "float32"
     assert len(mlflow.MlflowClient().get_metric_history(run_id, "val_accuracy")) == 1
+    # Evaluation logged into the run without reopening it: it still ends when training did.
+    assert (run.info.status, run.info.end_time) == ("FINISHED", trained.info.end_time)
 
 
 def test_train_refuses_an_unknown_model(project: Path) -> None:
     result = invoke("train", ["--model", "m9", *TRAIN_ARGS[2:]])
-    assert result.exit_code == 1 and "unknown model 'm9'; choose from: m1_cnn" in result.output
+    assert result.exit_code == 1 and f"unknown model 'm9'; choose from: {M1}" in result.output
     assert not (project / "models").exists()
 
 
@@ -123,17 +141,44 @@ def test_sigint_mid_training_leaves_no_model_and_a_rerun_completes(project: Path
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(command, cwd=project, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
+    seen = []
     for line in proc.stdout:
+        seen.append(line)
         if line.startswith("Epoch 3/"):
             proc.send_signal(signal.SIGINT)
             break
-    proc.communicate(timeout=60)
-    assert proc.returncode != 0
-    assert not (project / "models/m1_cnn").exists()
-    assert not (project / "metrics/train/m1_cnn.json").exists()
+    output = "".join(seen) + proc.communicate(timeout=60)[0]
+    assert proc.returncode != 0, output[-3000:]
+    runs = mlflow.search_runs(experiment_names=["catsdogs"], filter_string=f"run_name = '{M1}'")
+    assert list(runs["status"]) == ["KILLED"], output[-3000:]
+    assert not (project / f"models/{M1}").exists()
+    assert not (project / f"metrics/train/{M1}.json").exists()
     assert not list(project.glob("models/.*tmp*")) and not list(project.glob("plots/train/.*tmp*"))
 
     write_params(project / "params.yaml", small_params(dataset_zip))
     rerun = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert (project / "models/m1_cnn/model.keras").is_file()
+    assert (project / f"models/{M1}/model.keras").is_file()
+
+
+def test_new_zoo_entries_train_and_evaluate_by_params_alone(
+    project: Path, dataset_zip: Path, vivid_zoo: str
+) -> None:
+    # A second transfer entry with other settings (and its own image size), and an
+    # architecture registered only here: params are the only thing that changes.
+    params = small_params(dataset_zip)
+    _, transfer = transfer_entry(params)
+    params["models"]["transfer_avg"] = {**transfer, "pooling": "avg", "dense_units": 16,
+                                        "image_size": 40, "epochs": 2}
+    params["models"]["vivid"] = {"arch": vivid_zoo, "seed": 3, "dense_units": 8}
+    write_params(project / "params.yaml", params)
+    for name, size, epochs in (("transfer_avg", 40, 2), ("vivid", 32, 1)):
+        result = invoke("train", train_args(name))
+        assert result.exit_code == 0, result.output
+        result = invoke("evaluate", evaluate_args(name))
+        assert result.exit_code == 0, result.output
+        trained = json.loads((project / f"metrics/train/{name}.json").read_text())
+        assert (trained["image_size"], trained["epochs"]) == (size, epochs)
+        assert json.loads((project / f"metrics/eval/{name}.json").read_text())["count"] == 4
+        assert keras.models.load_model(project / f"models/{name}/model.keras").input_shape == (
+            None, size, size, 3)

@@ -6,22 +6,25 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import vivid_transfer
+from conftest import TINY_SIZE, tiny_params, transfer_entry
 
-from catsdogs.config import load_params
-from catsdogs.data import image_dataset, split_rows
-from catsdogs.models import model_spec
+from catsdogs.config import ConfigError
+from catsdogs.data import image_dataset
+from catsdogs.dataset import split_rows
 from catsdogs.split import build_manifest
-from catsdogs.training import TrainConfig, choose_strategy, train
+from catsdogs.training import choose_strategy, train_model
+from catsdogs.zoo import training_job
 
-PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+
+def augmenting_model(params: dict) -> str:
+    """A zoo entry with augmentation: its random ops must repeat too."""
+    return next(n for n, e in params["models"].items() if e.get("rotation"))
 
 
 def run_once(extracted: Path, manifest: pd.DataFrame, seed: int) -> pd.DataFrame:
-    spec = model_spec(PARAMS["models"], "m2_augment")  # augmentation: random ops must repeat too
-    config = TrainConfig(image_size=32, batch_size=8, epochs=2)
-    _, result = train(lambda: spec.build((32, 32, 3)), spec.training, manifest, extracted,
-                      config, seed=seed)
+    params = tiny_params(epochs=2)
+    params["seed"] = seed
+    _, result = train_model(training_job(params, augmenting_model(params)), manifest, extracted)
     return result.history.drop(columns="seconds")
 
 
@@ -36,28 +39,29 @@ def test_same_seed_gives_identical_history(extracted: Path) -> None:
 
 def test_epoch_hooks_see_every_epoch(extracted: Path) -> None:
     manifest = build_manifest(extracted, test_every=5, strict=False).manifest
-    spec = model_spec(PARAMS["models"], "m1_cnn")
+    params = tiny_params(epochs=2)
     seen = []
-    _, result = train(lambda: spec.build((32, 32, 3)), spec.training, manifest, extracted,
-                      TrainConfig(image_size=32, batch_size=8, epochs=2), seed=1,
-                      epoch_hooks=[lambda epoch, logs: seen.append((epoch, sorted(logs)))])
+    _, result = train_model(training_job(params, next(iter(params["models"]))), manifest, extracted,
+                            epoch_hooks=[lambda epoch, logs: seen.append((epoch, sorted(logs)))])
     assert seen == [(e, ["accuracy", "loss", "val_accuracy", "val_loss"]) for e in (1, 2)]
     summary = result.summary()
     assert summary["epochs"] == 2 and summary["best_epoch"] in (1, 2)
     assert summary["images_per_second"] == pytest.approx(24 / result.history["seconds"].iloc[1], rel=0.01)
 
 
-def test_frozen_base_validation_matches_a_full_evaluation(extracted: Path) -> None:
+def test_frozen_base_validation_matches_a_full_evaluation(extracted: Path, vivid_zoo: str) -> None:
     # M4 validates on base outputs computed once; the figures must be the full model's.
     manifest = build_manifest(extracted, test_every=5, strict=False).manifest
-    spec = model_spec({"m4_transfer": dict(PARAMS["models"]["m4_transfer"], weights="none")}, "m4_transfer")
-    config = TrainConfig(image_size=32, batch_size=8, epochs=2)
+    params = tiny_params(epochs=2)
+    params["seed"] = 3
+    _, entry = transfer_entry(params)
+    params["models"]["vivid"] = {"arch": vivid_zoo, **{k: entry[k] for k in ("pooling", "dropout",
+                                                                                "flip", "rotation")}}
     seen = []
-    model, result = train(lambda: vivid_transfer(PARAMS["models"]["m4_transfer"]), spec.training,
-                          manifest, extracted,
-                          config, seed=3, epoch_hooks=[lambda epoch, logs: seen.append(logs)])
+    model, result = train_model(training_job(params, "vivid"), manifest, extracted,
+                                epoch_hooks=[lambda epoch, logs: seen.append(logs)])
     assert [sorted(logs) for logs in seen] == [["accuracy", "loss", "val_accuracy", "val_loss"]] * 2
-    validation = image_dataset(split_rows(manifest, "validation"), extracted, image_size=32,
+    validation = image_dataset(split_rows(manifest, "validation"), extracted, image_size=TINY_SIZE,
                                batch_size=8, shuffle=False, seed=3)
     full = model.evaluate(validation, verbose=0, return_dict=True)
     last = result.history.iloc[-1]
@@ -66,6 +70,15 @@ def test_frozen_base_validation_matches_a_full_evaluation(extracted: Path) -> No
     assert seen[-1]["val_loss"] == pytest.approx(full["loss"], rel=1e-5)
 
 
+def test_a_model_trains_at_its_own_image_size(extracted: Path) -> None:
+    manifest = build_manifest(extracted, test_every=5, strict=False).manifest
+    params = tiny_params()
+    name = next(iter(params["models"]))
+    params["models"][name]["image_size"] = 40
+    model, _ = train_model(training_job(params, name), manifest, extracted)
+    assert model.input_shape == (None, 40, 40, 3)
+
+
 def test_unknown_strategy_lists_the_valid_ones() -> None:
-    with pytest.raises(ValueError, match="unknown strategy 'tpu'; choose from: auto, default"):
+    with pytest.raises(ConfigError, match="unknown strategy 'tpu'; choose from: auto, default"):
         choose_strategy("tpu")

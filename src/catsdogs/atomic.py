@@ -61,10 +61,11 @@ def atomic_file(target: str | Path) -> Iterator[Path]:
             tmp.unlink()
 
 
-def write_json(target: str | Path, data: Any) -> None:
-    """Write `data` as indented, key-sorted JSON, atomically (stable bytes for git diffs)."""
+def write_json(target: str | Path, data: Any, *, sort_keys: bool = True) -> None:
+    """Write `data` as indented JSON, atomically, keys sorted unless their order is meant
+    (stable bytes for git diffs either way)."""
     with atomic_file(target) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=sort_keys) + "\n", encoding="utf-8")
 
 
 def write_text(target: str | Path, text: str) -> None:

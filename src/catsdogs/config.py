@@ -1,8 +1,9 @@
-"""Typed, checked views of `params.yaml`.
+"""Typed, checked views of `params.yaml`: the one path every params section is read through.
 
 Reads a params file (YAML) and turns each stage's section into a frozen dataclass. Unknown
-keys and ill-typed values fail here, at the edge, with the key's dotted name, so nothing
-deeper down has to second-guess its inputs.
+keys, ill-typed values and values out of range fail here, at the edge, with a ConfigError
+naming the key's dotted name and the fix, so nothing deeper down has to second-guess its
+inputs. A range is declared beside the type: `Annotated[float, Range(0, 1, high_open=True)]`.
 """
 
 from __future__ import annotations
@@ -12,16 +13,44 @@ import inspect
 import types
 import typing
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
+
+from catsdogs.errors import UserError
 
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
-    """A params section has an unknown key or a value of the wrong type."""
+class ConfigError(UserError, ValueError):
+    """A params section has an unknown key, a value of the wrong type or out of range."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """Bounds of a numeric setting, inclusive unless open: Annotated[int, Range(1)]."""
+
+    low: float | None = None
+    high: float | None = None
+    high_open: bool = False
+    low_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        if self.high is not None and (value >= self.high if self.high_open else value > self.high):
+            return False
+        return True
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"above {self.low:g}" if self.low_open else f"at least {self.low:g}"
+        if self.low is None:
+            return f"below {self.high:g}" if self.high_open else f"at most {self.high:g}"
+        return (f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
+                f"{')' if self.high_open else ']'}")
 
 
 def load_params(path: str | Path) -> dict[str, Any]:
@@ -36,6 +65,21 @@ def load_params(path: str | Path) -> dict[str, Any]:
     return params
 
 
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested params as dotted keys: {'train': {'epochs': 3}} -> {'train.epochs': 3}.
+
+    An empty mapping stays a value of its own (`finetune: {}`), so that it can be compared.
+    """
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
 def section(params: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     """Return `params[name]`, failing with the name when it is missing or not a mapping."""
     value = params.get(name)
@@ -45,7 +89,19 @@ def section(params: Mapping[str, Any], name: str) -> Mapping[str, Any]:
 
 
 def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) is Annotated:
+        return _type_name(typing.get_args(annotation)[0])
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _ranges(annotation: Any) -> list[Range]:
+    """The Ranges an Annotated hint carries, also inside `X | None`."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return [extra for extra in typing.get_args(annotation)[1:] if isinstance(extra, Range)]
+    if origin in (typing.Union, types.UnionType):
+        return [bounds for arg in typing.get_args(annotation) for bounds in _ranges(arg)]
+    return []
 
 
 def _conforms(value: Any, annotation: Any) -> bool:
@@ -53,6 +109,8 @@ def _conforms(value: Any, annotation: Any) -> bool:
     if annotation is Any:
         return True
     origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _conforms(value, typing.get_args(annotation)[0])
     if origin in (typing.Union, types.UnionType):
         return any(_conforms(value, arg) for arg in typing.get_args(annotation))
     if annotation is type(None):
@@ -72,9 +130,11 @@ def _conforms(value: Any, annotation: Any) -> bool:
 
 def _coerce(value: Any, annotation: Any) -> Any:
     """Normalise a conforming value: lists become tuples (frozen), ints become floats."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _coerce(value, typing.get_args(annotation)[0])
     if annotation is float and isinstance(value, int):
         return float(value)
-    origin = typing.get_origin(annotation)
     if origin is tuple and isinstance(value, list):
         return tuple(value)
     if origin in (typing.Union, types.UnionType) and float in typing.get_args(annotation):
@@ -101,13 +161,16 @@ def check_settings(
             raise ConfigError(
                 f"setting '{where}.{key}' must be {_type_name(annotation)}, got {value!r}"
             )
+        for bounds in _ranges(annotation):
+            if value is not None and value not in bounds:
+                raise ConfigError(f"setting '{where}.{key}' must be {bounds}, got {value!r}")
         checked[key] = _coerce(value, annotation)
     return checked
 
 
 def from_mapping(cls: type[T], settings: Mapping[str, Any], where: str) -> T:
     """Build the frozen dataclass `cls` from a params section, checking keys and types."""
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     checked = check_settings(settings, {k: v for k, v in hints.items() if k in fields}, where)
     missing = [
@@ -122,8 +185,21 @@ def from_mapping(cls: type[T], settings: Mapping[str, Any], where: str) -> T:
     return cls(**checked)
 
 
+def read_section(params: Mapping[str, Any], name: str, cls: type[T]) -> T:
+    """The params section `name` as the checked dataclass `cls`: how every stage reads its own."""
+    return from_mapping(cls, section(params, name), name)
+
+
+def read_seed(params: Mapping[str, Any]) -> int:
+    """The top-level `seed`: an integer, 0 when absent."""
+    seed = params.get("seed", 0)
+    if not _conforms(seed, int):
+        raise ConfigError(f"setting 'seed' must be int, got {seed!r}")
+    return seed
+
+
 def keyword_hints(func: Callable[..., Any]) -> dict[str, Any]:
     """The type hints of a function's keyword-only parameters: its settings."""
-    hints = typing.get_type_hints(func)
+    hints = typing.get_type_hints(func, include_extras=True)
     params = inspect.signature(func).parameters.values()
     return {p.name: hints[p.name] for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}

@@ -20,9 +20,11 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import Annotated, BinaryIO
 
 from catsdogs.atomic import atomic_dir
+from catsdogs.config import Range
+from catsdogs.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +36,11 @@ OFFLINE_HINT = (
 )
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError):
     """No source could be fetched, or what was fetched is not what params promise."""
 
 
-class UnsafeArchiveError(ValueError):
+class UnsafeArchiveError(UserError, ValueError):
     """The archive is not a zip, or an entry would escape, link out or exceed a cap."""
 
 
@@ -52,11 +54,11 @@ class DownloadConfig:
 
     url: str | tuple[str, ...]
     sha256: str | None = None
-    timeout_s: float = 30.0
-    retries: int = 3
-    backoff_s: float = 1.0
-    max_files: int = 10_000
-    max_bytes: int = 1_000_000_000
+    timeout_s: Annotated[float, Range(0, low_open=True)] = 30.0
+    retries: Annotated[int, Range(0)] = 3
+    backoff_s: Annotated[float, Range(0)] = 1.0
+    max_files: Annotated[int, Range(1)] = 10_000
+    max_bytes: Annotated[int, Range(1)] = 1_000_000_000
 
     @property
     def sources(self) -> tuple[str, ...]:

@@ -5,12 +5,21 @@ Pure NumPy on arrays in, dicts and DataFrames out, so the arithmetic can be chec
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
 
-from catsdogs.split import LABELS
+from catsdogs.config import Range
+from catsdogs.dataset import LABELS, predicted_index
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """The `evaluate` params section."""
+
+    batch_size: Annotated[int, Range(1)] = 64
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -40,7 +49,7 @@ def classification_metrics(y_true: np.ndarray, logits: np.ndarray) -> dict[str, 
         raise ValueError(
             f"need equal, non-empty label and logit arrays, got {y_true.shape} and {logits.shape}"
         )
-    y_pred = (logits >= 0).astype(int)
+    y_pred = predicted_index(logits)
     tp = int(((y_pred == 1) & (y_true == 1)).sum())
     tn = int(((y_pred == 0) & (y_true == 0)).sum())
     fp = int(((y_pred == 1) & (y_true == 0)).sum())
@@ -70,7 +79,7 @@ def predictions_table(paths: list[str], y_true: np.ndarray, logits: np.ndarray) 
         {
             "path": paths,
             "actual": [LABELS[i] for i in y_true],
-            "predicted": [LABELS[int(x >= 0)] for x in logits],
+            "predicted": [LABELS[i] for i in predicted_index(logits)],
             "probability_dog": np.round(sigmoid(logits), 6),
         }
     )

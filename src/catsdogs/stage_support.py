@@ -13,12 +13,9 @@ from typing import Any, TypeVar
 
 import click
 
-from catsdogs.config import ConfigError
+from catsdogs.errors import UserError
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-# Errors that mean "your input is wrong": shown as one clear line, exit code 1, no traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, ValueError, FileNotFoundError)
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -33,21 +30,19 @@ def setup_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def fails_clearly(*errors: type[BaseException]) -> Callable[[F], F]:
-    """Turn the given exception types (and USER_ERRORS) into a click error: message, exit 1."""
-    caught = USER_ERRORS + errors
+def fails_clearly(command: F) -> F:
+    """Show a UserError (a bad params key, file, URL) as one line and exit 1, no traceback.
 
-    def decorate(command: F) -> F:
-        @functools.wraps(command)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return command(*args, **kwargs)
-            except caught as error:
-                raise click.ClickException(str(error)) from error
+    Any other exception is a bug of ours, not the user's: it keeps its traceback.
+    """
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except UserError as error:
+            raise click.ClickException(str(error)) from error
 
-        return wrapper  # type: ignore[return-value]
-
-    return decorate
+    return wrapper  # type: ignore[return-value]
 
 
 params_option = click.option(

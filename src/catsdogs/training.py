@@ -1,7 +1,10 @@
-"""Fit a compiled model and describe the run: per-epoch history, speed, best epoch.
+"""Train one zoo model: build or load it, compile, fit, and describe the run.
 
-Reads tf.data datasets, writes nothing: the caller saves the model and the numbers. Per-epoch
-hooks let the caller log to a tracker without this module knowing which.
+Reads the split manifest's train and validation rows and the images they name; writes
+nothing: returns the trained model (float32, whatever precision trained it) and a FitResult
+(per-epoch history, speed, best epoch) for the caller to save and log. Per-epoch hooks let the
+caller log to a tracker without this module knowing which. The loss and the accuracy are
+defined once here, for Keras' fit and the multi-worker loop alike.
 """
 
 from __future__ import annotations
@@ -9,8 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+import typing
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +27,14 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from catsdogs.data import image_dataset, split_rows
-from catsdogs.models import Training, compile_model, split_frozen_features
+from catsdogs.config import ConfigError
+from catsdogs.data import image_dataset
+from catsdogs.dataset import LOGIT_THRESHOLD, split_rows
+from catsdogs.models import count_params, unfreeze_top
+from catsdogs.precision import cpu_flags, gpu_capabilities, hardware_note, with_precision
+from catsdogs.serving import input_size, load_model_file
+from catsdogs.train_config import Strategy
+from catsdogs.zoo import OptimizerConfig, TrainingJob
 
 log = logging.getLogger(__name__)
 
@@ -29,19 +42,24 @@ EpochHook = Callable[[int, dict[str, float]], None]
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """The `train` params section."""
+def logit_loss(reduction: str = "sum_over_batch_size") -> keras.losses.Loss:
+    """Binary cross-entropy on the logit: the training loss of every model."""
+    return keras.losses.BinaryCrossentropy(from_logits=True, reduction=reduction)
 
-    image_size: int = 160
-    batch_size: int = 32
-    epochs: int = 20
-    strategy: str = "auto"
 
-    def __post_init__(self) -> None:
-        for key in ("image_size", "batch_size", "epochs"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"train.{key} must be at least 1, got {getattr(self, key)}")
+def logit_accuracy() -> keras.metrics.Metric:
+    """Accuracy with a logit at or above LOGIT_THRESHOLD read as dog."""
+    return keras.metrics.BinaryAccuracy(name="accuracy", threshold=LOGIT_THRESHOLD)
+
+
+def compile_model(model: keras.Model, optimizer: OptimizerConfig | None = None) -> keras.Model:
+    """Compile for one logit with `logit_loss()` and `logit_accuracy()`.
+
+    Without `optimizer` the model gets Keras' default optimizer: enough to evaluate it.
+    """
+    model.compile(optimizer=optimizer.build() if optimizer else "rmsprop", loss=logit_loss(),
+                  metrics=[logit_accuracy()])
+    return model
 
 
 def set_determinism(seed: int) -> None:
@@ -53,7 +71,7 @@ def set_determinism(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def choose_strategy(name: str) -> tf.distribute.Strategy:
+def choose_strategy(name: Strategy) -> tf.distribute.Strategy:
     """Pick a tf.distribute strategy: auto, default, mirrored or multi_worker.
 
     auto: multi-worker when TF_CONFIG describes a cluster of several tasks, mirrored over all
@@ -76,8 +94,8 @@ def choose_strategy(name: str) -> tf.distribute.Strategy:
         return tf.distribute.MirroredStrategy(devices=[d.name for d in devices])
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(
-        f"unknown strategy '{name}'; choose from: auto, default, mirrored, multi_worker"
+    raise ConfigError(
+        f"unknown strategy '{name}'; choose from: {', '.join(typing.get_args(Strategy))}"
     )
 
 
@@ -93,6 +111,71 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
         return True
     has_chief = "chief" in resolver.cluster_spec().as_dict()
     return not has_chief and resolver.task_type == "worker" and resolver.task_id == 0
+
+
+def split_frozen_features(model: keras.Model) -> tuple[keras.Model, keras.Model] | None:
+    """Split `model` into (frozen features, trainable head), when it starts with frozen layers.
+
+    The features part is every layer before the first one with trainable weights. When it
+    holds frozen weights (M4's base), it is at inference a fixed function of the image:
+    rescaling is fixed, augmentation and dropout pass images through, the base's weights do
+    not change. Its outputs on the validation images can therefore be computed once and
+    reused every epoch, and head(features(x)) is model(x) with the same layers and weights.
+    Returns None when nothing frozen comes before the first trainable layer (M1-M3, M5's
+    partly unfrozen base) or when the head does not hang off that layer's input alone.
+    """
+    first_trainable = next((i for i, layer in enumerate(model.layers) if layer.trainable_weights), None)
+    if first_trainable is None:
+        return None
+    frozen = model.layers[:first_trainable]
+    if not any(layer.non_trainable_weights for layer in frozen):
+        return None
+    split = model.layers[first_trainable].input
+    try:
+        features = keras.Model(model.input, split, name=f"{model.name}_features")
+        head = keras.Model(split, model.output, name=f"{model.name}_head")
+    except ValueError:  # a branch reaches past the split: the head needs more than one input
+        return None
+    if len(head.trainable_weights) != len(model.trainable_weights):
+        return None
+    return features, head
+
+
+class _InterruptsThatStick(keras.callbacks.Callback):
+    """Ctrl-C during fit() stops it, even when Keras swallows the KeyboardInterrupt.
+
+    Keras converts each batch's logs inside a bare `except:` (keras.src.utils.python_utils.
+    pythonify_logs): an interrupt that lands there is lost and training runs on to its last
+    epoch. While fit() runs, SIGINT is also remembered, and raised again at the next batch.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.interrupted = False
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        """Remember SIGINT (and raise it as usual) within the block; main thread only."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def remember(signum: int, frame: Any) -> None:
+            self.interrupted = True
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGINT, remember)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _raise_if_interrupted(self, *_: Any, **__: Any) -> None:
+        if self.interrupted:
+            raise KeyboardInterrupt
+
+    on_train_batch_end = on_test_batch_end = on_predict_batch_end = _raise_if_interrupted
+    on_epoch_end = _raise_if_interrupted
 
 
 class _EpochTimer(keras.callbacks.Callback):
@@ -137,7 +220,7 @@ class _FrozenFeatureValidation(keras.callbacks.Callback):
 
 
 @dataclass(frozen=True)
-class TrainResult:
+class FitResult:
     """The per-epoch history (epochs numbered from 1) and throughput figures."""
 
     history: pd.DataFrame
@@ -148,7 +231,8 @@ class TrainResult:
         """The numbers for metrics/train/<model>.json."""
         last = self.history.iloc[-1]
         best = self.history.loc[self.history["val_accuracy"].idxmax()]
-        # Epoch 1 pays for decoding every JPEG once; later epochs show the steady state.
+        # Epoch 1 pays for tracing the graphs (and M4's frozen features); later epochs show
+        # the steady state.
         seconds = self.history["seconds"]
         steady = seconds.iloc[1:] if len(seconds) > 1 else seconds
         return {
@@ -183,12 +267,12 @@ def _fit_multi_worker(
     then divided by the count, as fit() reports them.
     """
     with strategy.scope():
-        per_example = keras.losses.BinaryCrossentropy(from_logits=True, reduction="none")
+        per_example = logit_loss(reduction="none")
     optimizer = model.optimizer
     total = tf.distribute.ReduceOp.SUM
 
     def tallies(labels: tf.Tensor, logits: tf.Tensor, losses: tf.Tensor) -> tuple:
-        predicted = tf.cast(logits >= 0.0, labels.dtype)
+        predicted = tf.cast(logits >= LOGIT_THRESHOLD, labels.dtype)
         correct = tf.reduce_sum(tf.cast(tf.equal(predicted, labels), tf.float32))
         return tf.reduce_sum(losses), correct, tf.cast(tf.shape(labels)[0], tf.float32)
 
@@ -196,8 +280,9 @@ def _fit_multi_worker(
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
             losses = per_example(labels, logits)
-            loss = tf.nn.compute_average_loss(losses)
-        grads = tape.gradient(loss, model.trainable_variables)
+            # Scaled for mixed_float16 (a no-op otherwise); apply_gradients unscales.
+            scaled = optimizer.scale_loss(tf.nn.compute_average_loss(losses))
+        grads = tape.gradient(scaled, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
         return tallies(labels, logits, losses)
 
@@ -238,13 +323,13 @@ def fit(
     train_images: int,
     epoch_hooks: Sequence[EpochHook] = (),
     strategy: tf.distribute.Strategy | None = None,
-) -> TrainResult:
+) -> FitResult:
     """Train `model` for `epochs`; call each hook with (epoch from 1, logs) after each epoch."""
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         started = time.perf_counter()
         history = _fit_multi_worker(model, train, validation, epochs=epochs, strategy=strategy,
                                     epoch_hooks=epoch_hooks)
-        return TrainResult(history, train_images=train_images, seconds=time.perf_counter() - started)
+        return FitResult(history, train_images=train_images, seconds=time.perf_counter() - started)
     timer = _EpochTimer()
     callbacks: list[keras.callbacks.Callback] = [timer]
     validation_data: tf.data.Dataset | None = validation
@@ -265,47 +350,77 @@ def fit(
                 )
             )
         )
+    stopper = _InterruptsThatStick()
     started = time.perf_counter()
-    keras_history = model.fit(
-        train, validation_data=validation_data, epochs=epochs, callbacks=callbacks, verbose=2,
-        shuffle=False,  # the dataset shuffles itself, seeded, each epoch
-    )
+    with stopper.installed():
+        keras_history = model.fit(
+            train, validation_data=validation_data, epochs=epochs, callbacks=[stopper, *callbacks],
+            verbose=2, shuffle=False,  # the dataset shuffles itself, seeded, each epoch
+        )
     seconds = time.perf_counter() - started
     history = pd.DataFrame(keras_history.history)
     history.insert(0, "epoch", range(1, len(history) + 1))
     history["seconds"] = [round(s, 3) for s in timer.seconds]
-    return TrainResult(history=history[HISTORY_COLUMNS], train_images=train_images, seconds=seconds)
+    return FitResult(history=history[HISTORY_COLUMNS], train_images=train_images, seconds=seconds)
 
 
-def train(
-    build_model: Callable[[], keras.Model],
-    training: Training,
+def initial_model(job: TrainingJob, init_from: Path | None) -> keras.Model:
+    """The model `job` starts from: built new, or (fine-tuning) loaded and unfrozen."""
+    if job.finetune is None:
+        return job.model.build(job.input_shape)
+    if init_from is None:
+        raise ConfigError(f"'{job.name}' fine-tunes '{job.finetune.init_from}': pass --init-from "
+                          f"models/{job.finetune.init_from}")
+    model = load_model_file(init_from)
+    if input_size(model) != job.config.image_size:
+        raise ConfigError(
+            f"'{init_from}' takes {input_size(model)} px images, but params give "
+            f"'{job.finetune.init_from}' {job.config.image_size} px; run its train stage again"
+        )
+    return unfreeze_top(model, job.finetune.fine_tune_at)
+
+
+def train_model(
+    job: TrainingJob,
     manifest: pd.DataFrame,
     images_dir: Path,
-    config: TrainConfig,
     *,
-    seed: int,
+    init_from: Path | None = None,
     epoch_hooks: Sequence[EpochHook] = (),
     strategy: tf.distribute.Strategy | None = None,
-) -> tuple[keras.Model, TrainResult]:
-    """Seed, build and compile (under `strategy`, else config.strategy), then fit.
+) -> tuple[keras.Model, FitResult]:
+    """Seed, build (or load, to fine-tune) and compile under `strategy`, then fit.
 
     Trains on the manifest's `train` rows and validates on its `validation` rows; `test`
-    rows are never read here. `training.epochs` overrides `config.epochs` when set. The
-    batch size is global: replicas share each batch.
+    rows are never read here. Trains in `job.config.precision`; returns the model in float32.
+    The batch size is global: replicas share each batch.
     """
+    config = job.config
     strategy = strategy or choose_strategy(config.strategy)
-    set_determinism(seed)
+    note = hardware_note(config.precision, job.setting("precision"), flags=cpu_flags(),
+                         gpus=gpu_capabilities())
+    if note:
+        (log.warning if note[0] == "warning" else log.info)("%s", note[1])
+    set_determinism(job.seed)
     with strategy.scope():
-        model = compile_model(build_model(), training)
+        model = compile_model(with_precision(initial_model(job, init_from), config.precision),
+                              job.optimizer)
     train_rows = split_rows(manifest, "train")
     val_rows = split_rows(manifest, "validation")
-    log.info("training on %d images, validating on %d, %d px, batch %d, %s over %d replica(s)",
-             len(train_rows), len(val_rows), config.image_size, config.batch_size,
-             type(strategy).__name__, strategy.num_replicas_in_sync)
-    common = {"image_size": config.image_size, "batch_size": config.batch_size, "seed": seed}
+    log.info("training %s on %d images, validating on %d, %d px, batch %d, %s, %s over %d "
+             "replica(s)", job.name, len(train_rows), len(val_rows), config.image_size,
+             config.batch_size, config.precision, type(strategy).__name__,
+             strategy.num_replicas_in_sync)
+    common = {"image_size": config.image_size, "batch_size": config.batch_size, "seed": job.seed}
     train_ds = image_dataset(train_rows, images_dir, shuffle=True, **common)
     val_ds = image_dataset(val_rows, images_dir, shuffle=False, **common)
-    result = fit(model, train_ds, val_ds, epochs=training.epochs or config.epochs,
-                 train_images=len(train_rows), epoch_hooks=epoch_hooks, strategy=strategy)
-    return model, result
+    result = fit(model, train_ds, val_ds, epochs=config.epochs, train_images=len(train_rows),
+                 epoch_hooks=epoch_hooks, strategy=strategy)
+    return with_precision(model, "float32"), result
+
+
+def train_metrics(job: TrainingJob, model: keras.Model, result: FitResult) -> dict[str, Any]:
+    """The numbers of metrics/train/<model>.json: the fit's summary, the model's size, and
+    the settings that shaped the figures (image size, batch size, precision)."""
+    return {**result.summary(), "params": count_params(model), "image_size": job.config.image_size,
+            "batch_size": job.config.batch_size, "precision": job.config.precision}

@@ -1,0 +1,59 @@
+"""What the data set is: its classes and labels, its splits, and the split manifest's schema.
+
+The split stage writes the manifest (`data/split/manifest.csv`), one row per usable image;
+training, evaluation and the figures read it through `read_manifest` and `split_rows`. A
+model's single output is a logit for "dog": `LOGIT_THRESHOLD` turns it into a label here, for
+training's accuracy, evaluation, the predictions table and `catsdogs predict` alike.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from catsdogs.errors import UserError
+
+# The archive's folders of images, and the splits the manifest assigns.
+SOURCE_SPLITS = ("train", "validation")
+SPLITS = ("train", "validation", "test")
+# Class folder -> label. Alphabetical, as Keras' image_dataset_from_directory numbers them:
+# label_index 0 is cat, 1 is dog, the positive class.
+CLASSES = {"cats": "cat", "dogs": "dog"}
+LABELS = tuple(CLASSES.values())
+# A logit at or above this means dog; as a probability (the sigmoid of it), 0.5 and up.
+LOGIT_THRESHOLD = 0.0
+PROBABILITY_THRESHOLD = 0.5
+
+MANIFEST_COLUMNS = ["path", "label", "label_index", "split", "sha256", "width", "height", "bytes"]
+# The columns training and evaluation need; the others record what the split stage saw.
+MANIFEST_REQUIRED = ("path", "label_index", "split")
+
+
+class ManifestError(UserError):
+    """The manifest is missing, lacks a column, or has no rows for a split."""
+
+
+def predicted_index(logits: np.ndarray) -> np.ndarray:
+    """Label indices (0 cat, 1 dog) for an array of logits."""
+    return (np.asarray(logits) >= LOGIT_THRESHOLD).astype(int)
+
+
+def read_manifest(path: Path) -> pd.DataFrame:
+    """Read the manifest CSV; a missing file or column is a ManifestError naming it."""
+    if not Path(path).is_file():
+        raise ManifestError(f"manifest '{path}' does not exist; run the split stage first")
+    manifest = pd.read_csv(path)
+    missing = [c for c in MANIFEST_REQUIRED if c not in manifest.columns]
+    if missing:
+        raise ManifestError(f"manifest '{path}' lacks column(s) {missing}; run the split stage again")
+    return manifest
+
+
+def split_rows(manifest: pd.DataFrame, split: str) -> pd.DataFrame:
+    """The manifest rows of one split, in manifest order; an empty split is an error."""
+    rows = manifest[manifest["split"] == split].reset_index(drop=True)
+    if rows.empty:
+        raise ManifestError(f"the manifest has no '{split}' images")
+    return rows

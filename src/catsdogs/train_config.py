@@ -1,0 +1,26 @@
+"""The `train` params section: how every model of the zoo is trained, unless its own entry
+in params.yaml says otherwise (see `zoo.ENTRY_TRAIN_KEYS`).
+
+Plain data, no TensorFlow: the split stage reads `image_size` from here too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from catsdogs.config import Range
+
+Strategy = Literal["auto", "default", "mirrored", "multi_worker"]
+Precision = Literal["float32", "mixed_bfloat16", "mixed_float16"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The `train` params section."""
+
+    image_size: Annotated[int, Range(1)] = 160
+    batch_size: Annotated[int, Range(1)] = 32
+    epochs: Annotated[int, Range(1)] = 20
+    strategy: Strategy = "auto"
+    precision: Precision = "float32"
