@@ -1,23 +1,26 @@
 """DVC stage `split`: check every image and write the train/validation/test manifest.
 
-Reads the `split` section of params.yaml and the extracted tree at --images. Writes
-manifest.csv, excluded.csv and duplicates.csv to --out, the data metrics (counts, baseline)
-to --metrics, the 3-cats-over-3-dogs sample figure to --figure, and logs them to MLflow as
-run `split`.
+Reads the `split` section of params.yaml (and `train.image_size`, the size of the sample
+figure) and the extracted tree at --images. Writes manifest.csv, excluded.csv and
+duplicates.csv to --out, the data facts (counts, baseline, exclusions) to --metrics, the
+3-cats-over-3-dogs sample figure to --figure, and logs them to MLflow as run `split`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
 
 from catsdogs import figures, tracking
 from catsdogs.atomic import atomic_dir, write_csv, write_json
-from catsdogs.config import from_mapping, load_params, section
-from catsdogs.data import load_images
-from catsdogs.split import LABELS, DataError, SplitConfig, build_manifest, data_metrics
+from catsdogs.config import load_params, read_section
+from catsdogs.dataset import LABELS
+from catsdogs.images import read_images
+from catsdogs.split import SplitConfig, build_manifest, data_metrics
 from catsdogs.stage_support import fails_clearly, params_option, setup_logging
+from catsdogs.train_config import TrainConfig
 
 SAMPLES_PER_CLASS = 3
 
@@ -33,15 +36,17 @@ SAMPLES_PER_CLASS = 3
 @click.option("--figure", type=click.Path(dir_okay=False, path_type=Path),
               default="plots/data/samples.png", show_default=True,
               help="Sample figure: 3 training cats over 3 training dogs.")
-@fails_clearly(DataError, tracking.TrackingError)
+@fails_clearly
 def main(params_path: str, images: Path, out: Path, metrics_path: Path, figure: Path) -> None:
     """Split the data set: train/ is train; every split.test_every-th validation file per
     class is test; the rest is validation. Unusable images are excluded and listed."""
     setup_logging()
     params = load_params(params_path)
-    config = from_mapping(SplitConfig, section(params, "split"), "split")
+    config = read_section(params, "split", SplitConfig)
+    image_size = read_section(params, "train", TrainConfig).image_size
     tracking.connect()
-    result = build_manifest(images, test_every=config.test_every, strict=config.strict)
+    result = build_manifest(images, test_every=config.test_every, strict=config.strict,
+                            max_pixels=config.max_pixels)
     metrics = data_metrics(result)
     with atomic_dir(out) as tmp:
         write_csv(tmp / "manifest.csv", result.manifest)
@@ -53,11 +58,11 @@ def main(params_path: str, images: Path, out: Path, metrics_path: Path, figure: 
     picks = [train[train["label"] == label].head(SAMPLES_PER_CLASS) for label in LABELS]
     paths = [images / p for pick in picks for p in pick["path"]]
     titles = [label for pick in picks for label in pick["label"]]
-    figures.image_grid(list(load_images(paths, 160).numpy()), titles, figure,
+    figures.image_grid(list(read_images(paths, image_size, max_pixels=None)), titles, figure,
                        columns=SAMPLES_PER_CLASS, suptitle="Training samples")
 
     with tracking.run("split", tags=tracking.context_tags("split")):
-        tracking.log_params({"split": params["split"], "seed": params.get("seed")})
+        tracking.log_params({"split": dataclasses.asdict(config)})
         tracking.log_metrics(metrics)
         tracking.log_artifact(figure, "figures")
         tracking.log_artifact(out / "excluded.csv", "data")

@@ -103,3 +103,35 @@ def test_identical_images_across_splits_are_reported(tree: Path) -> None:
     assert data_metrics(result)["cross_split_duplicates"] == 1
     # Reported, not silently dropped: both files stay in their splits.
     assert isinstance(result.manifest, pd.DataFrame) and len(result.manifest) == 45
+
+
+def test_a_decompression_bomb_is_excluded_and_listed(tree: Path) -> None:
+    from test_images import bomb_png
+
+    bomb_png(tree / TOP / "train/dogs/dog.999.png")
+    result = build_manifest(tree, test_every=5, strict=False)
+    excluded = dict(zip(result.excluded["path"], result.excluded["reason"], strict=True))
+    assert list(excluded) == [f"{TOP}/train/dogs/dog.999.png"]
+    assert "15000 x 15000 = 225,000,000 pixels, over the limit of 89,478,485" in excluded[
+        f"{TOP}/train/dogs/dog.999.png"]
+    assert (result.manifest.split == "train").sum() == 24
+
+
+def test_strict_refuses_a_bomb_in_one_line_naming_it(tree: Path) -> None:
+    from test_images import bomb_png
+
+    bomb_png(tree / TOP / "validation/cats/cat.2999.png")
+    with pytest.raises(DataError) as error:
+        build_manifest(tree, test_every=5, strict=True)
+    message = str(error.value)
+    assert "\n" not in message and "cat.2999.png (15000 x 15000" in message
+    assert "split.strict" in message
+
+
+def test_pixel_limit_is_split_max_pixels(tree: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (40, 40), (90, 90, 90)).save(tree / TOP / "train/cats/cat.998.jpg")
+    result = build_manifest(tree, test_every=5, strict=False, max_pixels=32 * 32)  # synthetic: 32 px
+    assert list(result.excluded["path"]) == [f"{TOP}/train/cats/cat.998.jpg"]
+    assert "40 x 40 = 1,600 pixels, over the limit of 1,024" in result.excluded["reason"].iloc[0]

@@ -1,28 +1,28 @@
 """Classify image files with a trained model, in bounded-memory batches.
 
-Reads image files (JPEG, PNG, GIF, BMP) and folders of them, recursively; yields one
-prediction per readable image. Unreadable files are skipped with a warning naming them.
+Reads image files and folders of them (recursively); yields a Prediction for each image it
+classifies and a Skipped, with the reason, for each file it does not: a folder's files that
+are not images, unsupported formats, damaged files, files over the pixel limit. Each file is
+decoded by `images.read_image`, as in training, after its header passed the pixel limit, so
+memory stays bounded by one batch whatever a single file claims to be.
 """
 
 from __future__ import annotations
 
 import logging
-import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
-from catsdogs.data import decode_image
+from catsdogs.dataset import LABELS, PROBABILITY_THRESHOLD
 from catsdogs.evaluation import sigmoid
-from catsdogs.models import outputs_probability
-from catsdogs.split import LABELS
+from catsdogs.images import SUFFIXES, SUPPORTED, ImageRefused, read_image
+from catsdogs.serving import input_size, outputs_probability
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp"}
 
 
 @dataclass(frozen=True)
@@ -34,41 +34,53 @@ class Prediction:
     probability_dog: float
 
 
-def iter_image_files(paths: Sequence[Path]) -> Iterator[Path]:
-    """Files as given, and image files under folders (recursively, sorted); lazily."""
+@dataclass(frozen=True)
+class Skipped:
+    """A file not classified: its path, a short kind (for counting) and the full reason."""
+
+    path: str
+    kind: str
+    reason: str
+
+
+def iter_files(paths: Sequence[Path]) -> Iterator[Path | Skipped]:
+    """Files as given, and every file under folders (recursively, sorted); lazily.
+
+    A folder's files whose names do not end like an image are Skipped, named, not dropped.
+    """
     for path in paths:
         if path.is_dir():
             for child in sorted(path.rglob("*")):
-                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES:
+                if not child.is_file():
+                    continue
+                if child.suffix.lower() in SUFFIXES:
                     yield child
-        elif path.exists():
+                else:
+                    ending = child.suffix or "no file name extension"
+                    yield Skipped(str(child), "not an image file",
+                                  f"not an image file ({ending}); catsdogs reads {SUPPORTED}")
+        elif path.is_file():
             yield path
         else:
-            log.warning("skipped %s: no such file or folder", path)
-
-
-def _load(path: Path, image_size: int) -> np.ndarray | None:
-    # The training pipeline's own decode and resize: predictions see what training saw.
-    try:
-        image = decode_image(tf.constant(str(path)), image_size)
-    except tf.errors.OpError as error:
-        # TF's message wraps the reason in op details: keep the sentence a user can act on.
-        reason = re.sub(r"\{\{.*?\}\}|\s*\[Op:.*$", "", error.message.splitlines()[0]).strip()
-        log.warning("skipped %s: not a readable image (%s)", path, reason)
-        return None
-    return image.numpy().astype(np.float32)
+            yield Skipped(str(path), "missing", "no such file or folder")
 
 
 def _batches(
-    files: Iterable[Path], image_size: int, batch_size: int
-) -> Iterator[tuple[list[Path], np.ndarray]]:
+    files: Iterable[Path | Skipped], image_size: int, batch_size: int, max_pixels: int
+) -> Iterator[Skipped | tuple[list[Path], np.ndarray]]:
+    """Skipped files as they come, and (paths, uint8 images) batches of readable ones."""
     paths: list[Path] = []
     images: list[np.ndarray] = []
-    for path in files:
-        image = _load(path, image_size)
-        if image is None:
+    for item in files:
+        if isinstance(item, Skipped):
+            yield item
             continue
-        paths.append(path)
+        try:
+            image = read_image(item, image_size, max_pixels=max_pixels, limit_setting="--max-pixels")
+        except ImageRefused as refused:
+            yield Skipped(str(item), refused.kind, f"{refused.reason}; {refused.remedy}")
+            continue
+        paths.append(item)
         images.append(image)
         if len(images) == batch_size:
             yield paths, np.stack(images)
@@ -77,19 +89,34 @@ def _batches(
         yield paths, np.stack(images)
 
 
-def predict_files(
-    model: object, paths: Sequence[Path], *, batch_size: int = 64
-) -> Iterator[Prediction]:
-    """Yield a Prediction per readable image under `paths`; at most one batch in memory.
+def classify(
+    model: object, paths: Sequence[Path], *, batch_size: int = 64, max_pixels: int
+) -> Iterator[Prediction | Skipped]:
+    """A Prediction per readable image under `paths`, a Skipped per other file, in order.
 
     `model` is a Keras model taking raw RGB in [0, 255] and returning one logit per image
     (as the train stage saves it) or one probability (as logged to MLflow); its input size
-    sets the resize.
+    sets the resize. At most one batch of images is in memory.
     """
-    image_size = int(model.input_shape[1])
+    size = input_size(model)
     gives_probability = outputs_probability(model)
-    for batch_paths, images in _batches(iter_image_files(paths), image_size, batch_size):
-        outputs = np.asarray(model.predict_on_batch(images), dtype=np.float64).ravel()
+    for item in _batches(iter_files(paths), size, batch_size, max_pixels):
+        if isinstance(item, Skipped):
+            yield item
+            continue
+        batch_paths, images = item
+        outputs = np.asarray(model.predict_on_batch(images.astype(np.float32)), dtype=np.float64).ravel()
         probabilities = outputs if gives_probability else sigmoid(outputs)
         for path, probability in zip(batch_paths, probabilities, strict=True):
-            yield Prediction(str(path), LABELS[int(probability >= 0.5)], round(float(probability), 6))
+            yield Prediction(str(path), LABELS[int(probability >= PROBABILITY_THRESHOLD)], round(float(probability), 6))
+
+
+def skip_summary(skipped: Sequence[Skipped], named: int) -> list[str]:
+    """Lines for the skipped files beyond the first `named` (which were reported one by one):
+    their count by kind. Empty when every skipped file was named."""
+    rest = skipped[named:]
+    if not rest:
+        return []
+    counts = Counter(s.kind for s in rest)
+    kinds = ", ".join(f"{count} {kind}" for kind, count in counts.most_common())
+    return [f"skipped {len(skipped)} files in all; besides the {named} named above: {kinds}"]

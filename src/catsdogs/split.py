@@ -1,10 +1,12 @@
-"""Check every image once and write the split manifest that everything downstream reads.
+"""Check every image once and make the split manifest that everything downstream reads.
 
 Reads an extracted `cats_and_dogs_filtered` tree (`train/` and `validation/`, one folder per
 class). Writes nothing itself: returns the manifest, the excluded files and the
 cross-split duplicates as DataFrames, and the data metrics as a dict, for the stage to save.
 Train is `train/`; the test set is every `test_every`-th file of each validation class in
-sorted order; the rest is validation. No file is in two splits.
+sorted order; the rest is validation. No file is in two splits. Each image is decoded with
+`images.read_image`, the same decode training and `predict` use, so a file that passes here
+reads the same way there.
 """
 
 from __future__ import annotations
@@ -12,26 +14,26 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+
+from catsdogs.config import Range
+from catsdogs.dataset import CLASSES, LABELS, MANIFEST_COLUMNS, SOURCE_SPLITS, SPLITS
+from catsdogs.errors import UserError
+from catsdogs.images import DEFAULT_MAX_PIXELS, ImageRefused, read_image
 
 log = logging.getLogger(__name__)
 
-SOURCE_SPLITS = ("train", "validation")
-SPLITS = ("train", "validation", "test")
-# Folder name -> label. Alphabetical, as Keras' image_dataset_from_directory numbers them.
-CLASSES = {"cats": "cat", "dogs": "dog"}
-LABELS = tuple(CLASSES.values())
-# Formats that both Pillow and TensorFlow's decode_image read.
-DECODABLE_FORMATS = {"JPEG", "PNG", "GIF", "BMP"}
-MANIFEST_COLUMNS = ["path", "label", "label_index", "split", "sha256", "width", "height", "bytes"]
+# The size the split checks decode at: any size proves a file decodes; a small one is fast.
+CHECK_SIZE = 64
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """The extracted tree is not shaped like the data set, or (strict) holds bad files."""
 
 
@@ -39,8 +41,9 @@ class DataError(ValueError):
 class SplitConfig:
     """The `split` params section."""
 
-    test_every: int = 5
+    test_every: Annotated[int, Range(2)] = 5
     strict: bool = False
+    max_pixels: Annotated[int, Range(1)] = DEFAULT_MAX_PIXELS
 
 
 @dataclass(frozen=True)
@@ -68,21 +71,16 @@ def find_dataset_root(images_dir: Path) -> Path:
     return candidates[0]
 
 
-def inspect_image(path: Path) -> tuple[str | None, dict[str, Any]]:
-    """Decode one file fully; return (why it is unusable or None, facts about it)."""
-    data = path.read_bytes()
+def inspect_image(path: Path, *, max_pixels: int) -> tuple[str | None, dict[str, Any]]:
+    """Decode one file as training will; return (why it is unusable or None, facts about it)."""
+    data = path.read_bytes()  # once: hashed here, decoded from memory
     facts: dict[str, Any] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-    if not data:
-        return "empty file", facts
     try:
-        with Image.open(io.BytesIO(data)) as image:  # the bytes already read: one read a file
-            fmt = image.format
-            image.convert("RGB").load()  # decodes every pixel: truncation shows here
-            facts["width"], facts["height"] = image.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        return f"not a decodable image: {error}", facts
-    if fmt not in DECODABLE_FORMATS:
-        return f"unsupported image format {fmt}", facts
+        read_image(path, CHECK_SIZE, max_pixels=max_pixels, data=data)
+    except ImageRefused as refused:
+        return refused.reason, facts
+    with Image.open(io.BytesIO(data)) as image:  # the header only: the size as stored
+        facts["width"], facts["height"] = image.size
     return None, facts
 
 
@@ -95,37 +93,44 @@ def _class_files(class_dir: Path) -> list[Path]:
     return files
 
 
-def build_manifest(images_dir: Path, *, test_every: int, strict: bool) -> SplitResult:
+def build_manifest(
+    images_dir: Path, *, test_every: int, strict: bool, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> SplitResult:
     """Scan, check and split the data set under `images_dir`.
 
     Manifest paths are relative to `images_dir`, POSIX style, so the manifest does not depend
     on where the data lives. Rows are sorted by split then path: the same tree always gives
-    the same manifest. With `strict`, any unusable file is a DataError instead of an exclusion.
+    the same manifest. An image over `max_pixels`, or one that does not decode, is excluded
+    and listed; with `strict`, it is a DataError instead.
     """
     if test_every < 2:
         raise DataError(f"split.test_every must be at least 2, got {test_every}")
     root = find_dataset_root(images_dir)
     rows, excluded = [], []
-    for source_split in SOURCE_SPLITS:
-        for folder, label in CLASSES.items():
-            good = []
-            for path in _class_files(root / source_split / folder):
-                relative = path.relative_to(images_dir).as_posix()
-                problem, facts = inspect_image(path)
-                if problem is not None:
-                    excluded.append({"path": relative, "reason": problem})
-                    continue
-                good.append((relative, facts))
-            if not good:
-                raise DataError(f"class folder '{root / source_split / folder}' has no usable image")
-            for index, (relative, facts) in enumerate(good):
-                split = source_split
-                if source_split == "validation" and (index + 1) % test_every == 0:
-                    split = "test"
-                rows.append(
-                    {"path": relative, "label": label, "label_index": LABELS.index(label),
-                     "split": split, **facts}
-                )
+    with ThreadPoolExecutor() as pool:  # Pillow decodes without the GIL: every core helps
+        for source_split in SOURCE_SPLITS:
+            for folder, label in CLASSES.items():
+                files = _class_files(root / source_split / folder)
+                checked = pool.map(lambda p: inspect_image(p, max_pixels=max_pixels), files)
+                good = []
+                for path, (problem, facts) in zip(files, checked, strict=True):
+                    relative = path.relative_to(images_dir).as_posix()
+                    if problem is not None:
+                        excluded.append({"path": relative, "reason": problem})
+                        continue
+                    good.append((relative, facts))
+                if not good:
+                    raise DataError(
+                        f"class folder '{root / source_split / folder}' has no usable image"
+                    )
+                for index, (relative, facts) in enumerate(good):
+                    split = source_split
+                    if source_split == "validation" and (index + 1) % test_every == 0:
+                        split = "test"
+                    rows.append(
+                        {"path": relative, "label": label, "label_index": LABELS.index(label),
+                         "split": split, **facts}
+                    )
     excluded_df = pd.DataFrame(excluded, columns=["path", "reason"])
     if strict and len(excluded_df):
         listing = "; ".join(f"{r.path} ({r.reason})" for r in excluded_df.itertuples())
