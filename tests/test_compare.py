@@ -7,13 +7,14 @@ import pytest
 
 from catsdogs.compare import champion, leaderboard, to_markdown
 
-DATA = {"splits": {"validation": {"baseline_accuracy": 0.5}, "test": {"baseline_accuracy": 0.5}}}
+DATA = {"splits": {"validation": {"baseline_accuracy": 0.5, "total": 800},
+                  "test": {"baseline_accuracy": 0.5, "total": 200}}}
 
 
 def metrics(val: float, test: float) -> tuple[dict, dict]:
     return ({"val_accuracy": val, "best_val_accuracy": val, "epochs": 3, "seconds": 9.0,
              "images_per_second": 100.0, "params": {"total": 10}},
-            {"accuracy": test, "roc_auc": 0.9, "f1": 0.8})
+            {"accuracy": test, "roc_auc": 0.9, "f1": 0.8, "count": 200})
 
 
 def test_champion_is_chosen_by_validation_not_test() -> None:
@@ -31,3 +32,13 @@ def test_missing_test_metrics_are_named() -> None:
     train, evaluation = metrics(0.9, 0.9)
     with pytest.raises(ValueError, match=r"\['b'\]"):
         leaderboard({"a": train, "b": train}, {"a": evaluation}, DATA)
+
+
+def test_each_accuracy_carries_its_wilson_interval() -> None:
+    train, evaluation = metrics(0.975, 0.575)
+    board = leaderboard({"a": train}, {"a": evaluation}, DATA)
+    row = board.iloc[0]
+    assert (round(row.test_low, 4), round(row.test_high, 4)) == (0.5057, 0.6415)  # 115 of 200
+    assert row.val_low < 0.975 < row.val_high and row.val_high - row.val_low < 0.025  # 780 of 800
+    page = to_markdown(board, "a", None)
+    assert "| 0.5750 (0.506-0.641) |" in page and "95% interval (Wilson)" in page

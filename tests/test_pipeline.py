@@ -5,33 +5,25 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import PROJECT_ROOT, small_params, write_params
+from conftest import make_project, project_params, sh, small_params, tool_env, write_params
 from mlflow.tracking import MlflowClient
 
-MODELS = ["m1_cnn", "m2_augment", "m3_preprocess", "m4_transfer", "m5_finetune"]
+ZOO = project_params()
+MODELS = [*ZOO["models"], *ZOO["finetune"]]
+M1 = MODELS[0]
 
 
-def env() -> dict[str, str]:
-    """This interpreter's tools first on PATH, and MLflow's default store: <repo>/mlflow.db."""
-    variables = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-                 "PYTHONUNBUFFERED": "1"}
-    variables.pop("MLFLOW_TRACKING_URI", None)
-    return variables
-
-
-def sh(cwd: Path, *args: str) -> str:
-    result = subprocess.run(args, cwd=cwd, env=env(), capture_output=True, text=True)
-    assert result.returncode == 0, f"{args}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result.stdout + result.stderr
+def stdout(cwd: Path, *args: str) -> str:
+    result = subprocess.run(args, cwd=cwd, env=tool_env(), capture_output=True, text=True)
+    assert result.returncode == 0, f"{args}:\n{result.stderr[-3000:]}"
+    return result.stdout
 
 
 def ran_stages(output: str) -> set[str]:
@@ -40,24 +32,14 @@ def ran_stages(output: str) -> set[str]:
 
 @pytest.mark.slow
 def test_dvc_repro_end_to_end(tmp_path: Path, dataset_zip: Path) -> None:
-    repo = tmp_path / "project"
-    repo.mkdir()
-    for name in ("dvc.yaml", ".gitignore", ".dvcignore"):
-        shutil.copy(PROJECT_ROOT / name, repo / name)
-    for folder in ("stages", "src"):
-        shutil.copytree(PROJECT_ROOT / folder, repo / folder,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    write_params(repo / "params.yaml", small_params(dataset_zip))
-    sh(repo, "git", "init", "-q")
-    sh(repo, "dvc", "init", "-q")
-    sh(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "init")
+    repo = make_project(tmp_path / "project", small_params(dataset_zip))
 
     # Ctrl-C in the middle of training (SIGINT to dvc and its child, as a terminal sends it)
     # leaves no model behind, and the next `dvc repro` completes.
     slow = small_params(dataset_zip)
-    slow["models"]["m1_cnn"]["epochs"] = 500
+    slow["models"][M1]["epochs"] = 500
     write_params(repo / "params.yaml", slow)
-    proc = subprocess.Popen(["dvc", "repro", "train@m1_cnn"], cwd=repo, env=env(),
+    proc = subprocess.Popen(["dvc", "repro", f"train@{M1}"], cwd=repo, env=tool_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     for line in proc.stdout:
@@ -66,13 +48,14 @@ def test_dvc_repro_end_to_end(tmp_path: Path, dataset_zip: Path) -> None:
             break
     proc.communicate(timeout=120)
     assert proc.returncode != 0
-    assert not (repo / "models/m1_cnn").exists() and not list(repo.glob("models/.*"))
+    assert not (repo / f"models/{M1}").exists() and not list(repo.glob("models/.*"))
     write_params(repo / "params.yaml", small_params(dataset_zip))
 
     first = sh(repo, "dvc", "repro")
     # download and split already ran (and were locked) before the interrupted training.
-    expected = {f"train@{m}" for m in MODELS[:4]} | {
-        "finetune@m5_finetune", "evaluate_finetune@m5_finetune", "compare"} | {f"evaluate@{m}" for m in MODELS[:4]}
+    expected = {f"train@{m}" for m in ZOO["models"]} | {f"evaluate@{m}" for m in ZOO["models"]} | {
+        f"finetune@{m}" for m in ZOO["finetune"]} | {f"evaluate_finetune@{m}" for m in ZOO["finetune"]} | {
+        "compare"}
     assert ran_stages(first) == expected
 
     data = json.loads((repo / "metrics/data.json").read_text())
@@ -81,18 +64,20 @@ def test_dvc_repro_end_to_end(tmp_path: Path, dataset_zip: Path) -> None:
         trained = json.loads((repo / f"metrics/train/{model}.json").read_text())
         evaluated = json.loads((repo / f"metrics/eval/{model}.json").read_text())
         assert 0.0 <= trained["val_accuracy"] <= 1.0 and trained["epochs"] == 1
+        assert evaluated["count"] == 4
         assert 0.0 <= evaluated["accuracy"] <= 1.0 and evaluated["count"] == 4
         assert (repo / f"models/{model}/model.keras").is_file()
         assert len(pd.read_csv(repo / f"metrics/history/{model}.csv")) == 1
-    # The synthetic classes are easy: the small CNN must beat the coin after one epoch.
-    assert json.loads((repo / "metrics/train/m3_preprocess.json").read_text())["val_accuracy"] > 0.5
+    # The synthetic classes are easy: the small CNN with input scaling (M3) must beat the coin.
+    m3 = next(n for n, e in ZOO["models"].items() if e.get("rescale") == "mobilenet_v2")
+    assert json.loads((repo / f"metrics/train/{m3}.json").read_text())["val_accuracy"] > 0.5
 
     # One run per model in the default store at the repo root, with test accuracy logged.
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("catsdogs").experiment_id])
     by_name = {r.info.run_name: r for r in runs if r.info.status == "FINISHED"}
     interrupted = [r for r in runs if r.info.status != "FINISHED"]
-    assert [(r.info.run_name, r.info.status) for r in interrupted] == [("m1_cnn", "KILLED")]
+    assert [(r.info.run_name, r.info.status) for r in interrupted] == [(M1, "KILLED")]
     assert set(MODELS) <= set(by_name)
     for model in MODELS:
         assert "test_accuracy" in by_name[model].data.metrics
@@ -102,10 +87,32 @@ def test_dvc_repro_end_to_end(tmp_path: Path, dataset_zip: Path) -> None:
 
     # The leaderboard ranks all five by validation accuracy; the registry knows the champion.
     board = pd.read_csv(repo / "metrics/leaderboard.csv")
-    assert list(board["model"][:5].sort_values()) == MODELS and board["model"].iloc[-1] == "majority_baseline"
-    assert board["val_accuracy"][:5].is_monotonic_decreasing
+    ranked = board["model"][: len(MODELS)]
+    assert sorted(ranked) == sorted(MODELS) and board["model"].iloc[-1] == "majority_baseline"
+    assert board["val_accuracy"][: len(MODELS)].is_monotonic_decreasing
     champion = client.get_model_version_by_alias("catsdogs", "champion")
     assert champion.run_id == by_name[board["model"][0]].info.run_id
+
+    # dvc plots show: every model's curves overlaid, one chart per metric (losses on a log
+    # scale), a confusion matrix per model, and every figure the stages drew.
+    charts = json.loads(stdout(repo, "dvc", "plots", "show", "--json"))["data"]
+    for chart in ("Validation accuracy", "Training accuracy", "Validation loss", "Training loss"):
+        assert {row["model"] for row in charts[chart][0]["content"]["data"]["values"]} == set(MODELS)
+    assert charts["Validation loss"][0]["content"]["encoding"]["y"]["scale"]["type"] == "log"
+    assert {f"metrics/predictions/{m}.csv" for m in MODELS} <= set(charts)
+    images = {name for name, shown in charts.items() if shown[0]["type"] == "image"}
+    augmenting = next(n for n, e in ZOO["models"].items() if e.get("rotation"))
+    assert {"plots/data/samples.png", f"plots/train/{M1}/curves.png",
+            f"plots/train/{augmenting}/augment_rotation.png",
+            f"plots/eval/{M1}/confusion_matrix.png", f"plots/eval/{M1}/predictions.png"} <= images
+
+    # dvc exp show leads with each model's validation and test accuracy.
+    header = stdout(repo, "dvc", "exp", "show", "--csv").splitlines()[0].split(",")
+    first = header.index(f"{MODELS[0]}.val_accuracy")
+    assert header[first : first + 2 * len(MODELS)] == [
+        f"{m}.{k}" for m in MODELS for k in ("val_accuracy", "test_accuracy")]
+    assert all(column in ("Experiment", "rev", "typ", "Created", "parent", "State", "Executor")
+               for column in header[:first])
 
     # Everything cached: a second repro has nothing to do.
     second = sh(repo, "dvc", "repro")
@@ -114,10 +121,10 @@ def test_dvc_repro_end_to_end(tmp_path: Path, dataset_zip: Path) -> None:
 
     # Changing one model's params re-runs that model's stages and nothing else.
     params = small_params(dataset_zip)
-    params["models"]["m1_cnn"]["dropout"] = 0.3
+    params["models"][M1]["dropout"] = 0.3
     write_params(repo / "params.yaml", params)
     third = sh(repo, "dvc", "repro")
-    assert ran_stages(third) == {"train@m1_cnn", "evaluate@m1_cnn", "compare"}
+    assert ran_stages(third) == {f"train@{M1}", f"evaluate@{M1}", "compare"}
 
     # Share through a DVC remote (a local folder here; S3, GCS or SSH work the same): push,
     # clone afresh, pull, and the clone has nothing to reproduce.
@@ -129,15 +136,15 @@ def test_dvc_repro_end_to_end(tmp_path: Path, dataset_zip: Path) -> None:
     clone = tmp_path / "clone"
     sh(tmp_path, "git", "clone", "-q", str(repo), str(clone))
     sh(clone, "dvc", "pull")
-    assert (clone / "models/m4_transfer/model.keras").is_file()
+    assert all((clone / f"models/{m}/model.keras").is_file() for m in MODELS)
     assert "up to date" in sh(clone, "dvc", "status")
     assert ran_stages(sh(clone, "dvc", "repro")) == set()
 
     # Two queued experiments run side by side (`dvc queue start -j 2`, each in a copy under
     # .dvc/tmp/) and both land, complete, in the repository's own MLflow store.
     for name, dropout in (("qa", "0.35"), ("qb", "0.45")):
-        sh(repo, "dvc", "exp", "run", "--queue", "-n", name, "-S", f"models.m1_cnn.dropout={dropout}",
-           "train@m1_cnn", "evaluate@m1_cnn")
+        sh(repo, "dvc", "exp", "run", "--queue", "-n", name, "-S", f"models.{M1}.dropout={dropout}",
+           f"train@{M1}", f"evaluate@{M1}")
     sh(repo, "dvc", "queue", "start", "-j", "2")
     deadline = time.monotonic() + 600
     while re.search(r"\b(Queued|Running)\b", sh(repo, "dvc", "queue", "status")):

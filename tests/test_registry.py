@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from click.testing import CliRunner
 from conftest import free_port, http_service, load_stage, small_params, write_params
 from mlflow.tracking import MlflowClient
@@ -31,8 +32,8 @@ def project(tmp_path_factory: pytest.TempPathFactory, dataset_zip: Path) -> Iter
     """Two CNNs trained and evaluated, then compared, in one sqlite store."""
     root = tmp_path_factory.mktemp("project")
     params = small_params(dataset_zip, epochs=2)
-    params["models"] = {"m1_cnn": params["models"]["m1_cnn"],
-                        "m3_preprocess": params["models"]["m3_preprocess"]}
+    params["models"] = {name: entry for name, entry in params["models"].items()
+                        if entry["arch"] == "cnn"}  # the small CNNs: quick to train
     params["finetune"] = {}
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
@@ -54,15 +55,22 @@ def project(tmp_path_factory: pytest.TempPathFactory, dataset_zip: Path) -> Iter
 def test_leaderboard_and_champion_alias(project: Path) -> None:
     board = pd.read_csv(project / "metrics/leaderboard.csv")
     assert list(board["model"].iloc[-1:]) == ["majority_baseline"]
+    names = list(yaml.safe_load((project / "params.yaml").read_text())["models"])
     val = {n: json.loads((project / f"metrics/train/{n}.json").read_text())["val_accuracy"]
-           for n in ("m1_cnn", "m3_preprocess")}
+           for n in names}
     best = max(sorted(val), key=lambda n: val[n])
     assert board["model"].iloc[0] == best
     assert json.loads((project / "metrics/champion.json").read_text())["model"] == best
+    accuracy = json.loads((project / "metrics/accuracy.json").read_text())
+    assert accuracy[best]["val_accuracy"] == pytest.approx(val[best]) and set(accuracy) == set(names)
     version = MlflowClient(f"sqlite:///{project / 'mlflow.db'}").get_model_version_by_alias(
         "catsdogs", "champion")
     assert version.run_id == (project / f"models/{best}/mlflow_run_id").read_text().strip()
+    model_id = (project / f"models/{best}/mlflow_model_id").read_text().strip()
+    assert version.source == f"models:/{model_id}"  # registered from the LoggedModel
     assert f"version {version.version}" in (project / "reports/leaderboard.md").read_text()
+    curves = pd.read_csv(project / "metrics/curves.csv")
+    assert set(curves["model"]) == set(names) and list(curves["epoch"][:2]) == [1, 2]
 
 
 def test_predict_from_the_registry_matches_the_model_folder(project: Path, monkeypatch) -> None:

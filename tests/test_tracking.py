@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sys
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,25 +59,81 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
         yield uri
 
 
-def test_training_run_arrives_on_a_tracking_server(
+def rest(server: str, path: str, body: dict | None = None, **query: str) -> dict:
+    """One call of the MLflow REST API: GET with query parameters, or POST with a JSON body."""
+    url = f"{server}/api/2.0/mlflow/{path}"
+    if query:
+        url += "?" + urllib.parse.urlencode(query)
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_a_model_arrives_on_a_tracking_server_with_its_data_and_registry_entry(
     mlflow_server: str, tmp_path: Path, dataset_zip: Path, monkeypatch
 ) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     monkeypatch.chdir(tmp_path)
-    write_params(tmp_path / "params.yaml", small_params(dataset_zip, epochs=2))
+    params = small_params(dataset_zip, epochs=2)
+    name = next(iter(params["models"]))
+    params["models"] = {name: params["models"][name]}  # m1 alone: compare ranks what there is
+    params["finetune"] = {}
+    write_params(tmp_path / "params.yaml", params)
     for stage, args in (("download", []), ("split", []), ("train", [
-        "--model", "m1_cnn", "--out", "models/m1_cnn", "--metrics", "m.json",
-        "--history", "h.csv", "--figures", "figs"])):
+        "--model", name, "--out", f"models/{name}", "--metrics", f"metrics/train/{name}.json",
+        "--history", f"metrics/history/{name}.csv", "--figures", f"plots/train/{name}"]),
+            ("evaluate", ["--model", name, "--model-dir", f"models/{name}", "--metrics",
+                          f"metrics/eval/{name}.json", "--predictions",
+                          f"metrics/predictions/{name}.csv", "--figures", f"plots/eval/{name}"]),
+            ("compare", [])):
         result = CliRunner().invoke(load_stage(stage), args, catch_exceptions=False)
         assert result.exit_code == 0, result.output
+    evaluation = json.loads((tmp_path / f"metrics/eval/{name}.json").read_text())
 
-    client = MlflowClient(mlflow_server)
-    run_id = (tmp_path / "models/m1_cnn/mlflow_run_id").read_text().strip()
-    run = client.get_run(run_id)
-    assert run.info.run_name == "m1_cnn" and run.info.status == "FINISHED"
-    assert run.data.params["model.arch"] == "cnn" and run.data.params["train.epochs"] == "2"
-    history = client.get_metric_history(run_id, "val_accuracy")
-    assert sorted(m.step for m in history) == [1, 2]
-    artifacts = {a.path for a in client.list_artifacts(run_id, "model")}
-    assert {"model/MLmodel", "model/input_example.json"} <= artifacts
-    assert {a.path for a in client.list_artifacts(run_id, "figures")} == {"figures/curves.png"}
+    experiment = rest(mlflow_server, "experiments/get-by-name", experiment_name="catsdogs")["experiment"]
+    assert {"key": "mlflow.experimentKind", "value": "custom_model_development"} in experiment["tags"]
+
+    # The run, its curves, and the data it read.
+    run_id = (tmp_path / f"models/{name}/mlflow_run_id").read_text().strip()
+    run = rest(mlflow_server, "runs/get", run_id=run_id)["run"]
+    assert run["info"]["run_name"] == name and run["info"]["status"] == "FINISHED"
+    params_logged = {p["key"]: p["value"] for p in run["data"]["params"]}
+    assert params_logged["model.arch"] == "cnn" and params_logged["train.epochs"] == "2"
+    history = rest(mlflow_server, "metrics/get-history", run_id=run_id, metric_key="val_accuracy")
+    assert sorted(int(m["step"]) for m in history["metrics"]) == [1, 2]
+    inputs = {(i["dataset"]["name"], {t["key"]: t["value"] for t in i["tags"]}["mlflow.data.context"],
+               len(i["dataset"]["digest"]) > 0)
+              for i in run["inputs"]["dataset_inputs"]}
+    assert inputs == {("train", "training", True), ("validation", "validation", True),
+                      ("test", "testing", True)}
+
+    # The LoggedModel: linked to the run, with its final validation and its test accuracy.
+    model_id = (tmp_path / f"models/{name}/mlflow_model_id").read_text().strip()
+    model = rest(mlflow_server, f"logged-models/{model_id}")["model"]
+    assert model["info"]["name"] == name and model["info"]["source_run_id"] == run_id
+    assert model["info"]["status"] == "LOGGED_MODEL_READY"
+    metrics = {m["key"]: m for m in model["data"]["metrics"]}
+    assert metrics["test_accuracy"]["value"] == pytest.approx(evaluation["accuracy"])
+    assert metrics["test_accuracy"]["dataset_name"] == "test"
+    assert "val_accuracy" in metrics
+    found = rest(mlflow_server, "logged-models/search",
+                 {"experiment_ids": [experiment["experiment_id"]]})["models"]
+    assert [m["info"]["model_id"] for m in found] == [model_id]
+    artifacts = {a.path for a in MlflowClient(mlflow_server).list_logged_model_artifacts(model_id)}
+    assert {"MLmodel", "input_example.json", "serving_input_example.json"} <= artifacts
+
+    # The champion, registered from the LoggedModel, with what it scored and where it came from.
+    champion = rest(mlflow_server, "registered-models/alias", name="catsdogs", alias="champion")
+    version = champion["model_version"]
+    assert version["source"] == f"models:/{model_id}" and version["run_id"] == run_id
+    tags = {t["key"]: t["value"] for t in version["tags"]}
+    assert tags["model_name"] == name and len(tags["params_digest"]) == 16
+    assert float(tags["test_accuracy"]) == pytest.approx(evaluation["accuracy"], abs=1e-4)
+    assert {"val_accuracy", "git_commit"} <= set(tags)
+
+    # compare again: the champion did not change, so no new version.
+    result = CliRunner().invoke(load_stage("compare"), [], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    versions = rest(mlflow_server, "model-versions/search", filter="name='catsdogs'")["model_versions"]
+    assert [v["version"] for v in versions] == [version["version"]]

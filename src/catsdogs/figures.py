@@ -6,7 +6,7 @@ no display is needed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -16,7 +16,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from catsdogs.atomic import atomic_file  # noqa: E402
+from catsdogs.atomic import atomic_dir, atomic_file  # noqa: E402
+
+# Images in the 3x3 grids of test predictions and mistakes.
+GRID = 9
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
@@ -59,6 +62,43 @@ def training_curves(history: pd.DataFrame, path: Path, title: str) -> None:
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     _save(fig, path)
+
+
+def training_figures(
+    history: pd.DataFrame, augmentations: Mapping[str, Sequence[np.ndarray]], folder: Path,
+    name: str,
+) -> None:
+    """A training's figures, replacing `folder`: the curves, and a 3x3 grid of draws per
+    augmentation layer ({layer name: images}, e.g. from models.augmentation_examples)."""
+    with atomic_dir(folder) as tmp:
+        training_curves(history, tmp / "curves.png", f"{name}: training curves")
+        for layer, draws in augmentations.items():
+            image_grid(draws, [layer.replace("_", " ")] * len(draws),
+                       tmp / f"augment_{layer.removeprefix('random_')}.png")
+
+
+def evaluation_figures(
+    metrics: Mapping, table: pd.DataFrame, load: Callable[[list[str]], np.ndarray],
+    labels: Sequence[str], folder: Path, name: str,
+) -> None:
+    """An evaluation's figures, replacing `folder`: the confusion matrix, a 3x3 grid spread
+    over the test set, and a grid of mistakes. `table` has path, actual, predicted and
+    probability_dog per image; `load` turns a list of its paths into images."""
+    def grid(rows: pd.DataFrame, path: Path, title: str) -> None:
+        shown = rows.head(GRID)
+        titles = [f"{r.predicted} ({r.probability_dog:.2f} dog)\ntrue: {r.actual}"
+                  for r in shown.itertuples()]
+        colors = ["green" if r.predicted == r.actual else "red" for r in shown.itertuples()]
+        image_grid(list(load(list(shown["path"]))), titles, path, colors=colors, suptitle=title)
+
+    with atomic_dir(folder) as tmp:
+        confusion_matrix(metrics["confusion_matrix"], labels, tmp / "confusion_matrix.png",
+                         f"{name}: test accuracy {metrics['accuracy']:.3f}")
+        step = max(1, len(table) // GRID)  # a spread of the test set, not just the first class
+        grid(table.iloc[::step], tmp / "predictions.png", f"{name}: test predictions")
+        mistakes = table[table["predicted"] != table["actual"]]
+        if len(mistakes):
+            grid(mistakes, tmp / "mistakes.png", f"{name}: misclassified")
 
 
 def _draw_confusion(ax: plt.Axes, matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> None:

@@ -1,42 +1,107 @@
 """MLflow at the edge: the one module that talks to the tracking store.
 
 Stages use it to open runs (experiment `catsdogs`, one run per model, named after it), log
-flattened params, per-epoch metrics, tags, figures and the model. Where runs go:
-`MLFLOW_TRACKING_URI` when set, else `sqlite:///<project root>/mlflow.db`, where the project
-root is `DVC_ROOT` (DVC points it at the real repository even for `dvc exp run --temp` and
-queued runs, which execute in a copy under .dvc/tmp/) or the working directory.
-Nothing is logged at import time.
+flattened params, per-epoch metrics, the data they read (MLflow datasets), figures, and the
+model as an MLflow LoggedModel that evaluation attaches its test metrics to; `compare`
+registers the champion. Where runs go: `MLFLOW_TRACKING_URI` when set, else
+`sqlite:///<project root>/mlflow.db`, where the project root is `DVC_ROOT` (DVC points it at
+the real repository even for `dvc exp run --temp` and queued runs, which execute in a copy
+under .dvc/tmp/) or the working directory. Nothing is logged at import time.
+
+Every write to the store holds Ctrl-C until it completes (`_write`): a KeyboardInterrupt
+in the middle of a SQLite transaction leaves the database locked, and the run could then no
+longer be marked KILLED.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
+import signal
 import subprocess
-import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import mlflow
+import pandas as pd
+from filelock import FileLock
+from mlflow.entities import DatasetInput, InputTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+from catsdogs.config import flatten
+from catsdogs.errors import UserError
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 EXPERIMENT = "catsdogs"
-# Beside the model in models/<name>/: the training run that evaluate and compare log into.
+# MLflow 3 opens an experiment in the view its kind names; untagged, in the GenAI view.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+REGISTERED_MODEL = "catsdogs"
+CHAMPION_ALIAS = "champion"
+# Beside the model in models/<name>/: its training run, and its LoggedModel in that run.
 RUN_ID_FILE = "mlflow_run_id"
+MODEL_ID_FILE = "mlflow_model_id"
+# Where each split of the manifest is used, as MLflow names dataset contexts.
+DATASET_CONTEXTS = {"train": "training", "validation": "validation", "test": "testing"}
 
 
-class TrackingError(RuntimeError):
+class TrackingError(UserError):
     """The tracking store cannot be reached or used."""
 
+
+# -- Ctrl-C and the store ------------------------------------------------------------------
+
+_held = {"depth": 0, "pending": False}
+
+
+@contextmanager
+def _holding_interrupts() -> Iterator[None]:
+    """Defer SIGINT to the end of the block (re-entrant; the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    outermost = _held["depth"] == 0
+    previous = None
+    if outermost:
+        _held["pending"] = False
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: _held.update(pending=True))
+    _held["depth"] += 1
+    try:
+        yield
+    finally:
+        _held["depth"] -= 1
+        if outermost:
+            signal.signal(signal.SIGINT, previous)
+            if _held["pending"]:
+                _held["pending"] = False
+                raise KeyboardInterrupt
+
+
+def _write(call: Callable[[], T], attempts: int = 5) -> T:
+    """Run one store write whole: Ctrl-C waits for it, a locked SQLite file is retried."""
+    with _holding_interrupts():
+        for attempt in range(attempts):
+            try:
+                return call()
+            except MlflowException as error:
+                if "locked" not in str(error).lower() or attempt == attempts - 1:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+# -- Where runs go ------------------------------------------------------------------------
 
 def project_root() -> Path:
     """The repository the runs belong to: DVC_ROOT when DVC runs us, else the cwd."""
@@ -60,16 +125,12 @@ def _store_lock(uri: str) -> Iterator[None]:
         return
     lock_path = Path(uri.removeprefix("sqlite:///") + ".lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with FileLock(lock_path):
+        yield
 
 
 def connect(uri: str | None = None, timeout_s: float = 10.0) -> str:
-    """Point MLflow at the store and make sure the experiment exists; return the URI.
+    """Point MLflow at the store and make sure the experiment exists, tagged; return the URI.
 
     A tracking server that does not answer fails here, before any training, naming the URI.
     """
@@ -84,50 +145,49 @@ def connect(uri: str | None = None, timeout_s: float = 10.0) -> str:
                 "MLFLOW_TRACKING_URI, or unset it to use the local sqlite store"
             ) from error
     mlflow.set_tracking_uri(uri)
-    with _store_lock(uri):
+    with _store_lock(uri), _holding_interrupts():
         try:
-            if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+            experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+            if experiment is None:
                 # A local store's default artifact root is ./mlruns of whatever folder creates
                 # the experiment: a `dvc exp run --temp` copy would send every artifact into a
                 # folder DVC deletes. Pin it beside the store at the project root instead.
                 local = uri.startswith("sqlite:///") or uri.startswith("file:")
                 location = (project_root() / "mlruns").as_uri() if local else None
-                mlflow.create_experiment(EXPERIMENT, artifact_location=location)
+                experiment_id = mlflow.create_experiment(
+                    EXPERIMENT, artifact_location=location, tags=dict([EXPERIMENT_KIND])
+                )
+            elif experiment.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
+                experiment_id = experiment.experiment_id
+                MlflowClient().set_experiment_tag(experiment_id, *EXPERIMENT_KIND)
         except MlflowException as error:
             raise TrackingError(f"cannot use MLflow tracking store {uri}: {error}") from error
     mlflow.set_experiment(EXPERIMENT)
     return uri
 
 
-def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested params as dotted keys: {'train': {'epochs': 3}} -> {'train.epochs': 3}."""
-    flat: dict[str, Any] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
+# -- Runs ---------------------------------------------------------------------------------
+
+def git_commit(root: Path | None = None) -> tuple[str, bool] | None:
+    """(HEAD's commit, whether tracked files differ from it), or None outside git."""
+    root = root or project_root()
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit, bool(dirty)
 
 
 def context_tags(stage: str | None = None) -> dict[str, str]:
     """Git commit and dirty flag, DVC stage and DVC experiment name, where known."""
     tags = {}
-    root = project_root()
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root, capture_output=True, text=True, check=True,
-        ).stdout.strip()
-        tags["mlflow.source.git.commit"] = commit
-        tags["git_commit"] = commit
-        tags["git_dirty"] = str(bool(dirty)).lower()
-    except (OSError, subprocess.CalledProcessError):
-        pass
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = tags["git_commit"] = commit[0]
+        tags["git_dirty"] = str(commit[1]).lower()
     if stage or os.environ.get("DVC_STAGE"):
         tags["dvc_stage"] = stage or os.environ["DVC_STAGE"]
     if os.environ.get("DVC_EXP_NAME"):
@@ -136,46 +196,55 @@ def context_tags(stage: str | None = None) -> dict[str, str]:
 
 
 @contextmanager
-def run(name: str, *, run_id: str | None = None, tags: Mapping[str, str] | None = None) -> Iterator[str]:
-    """Open (or, with `run_id`, reopen) a run named `name`; yield its id.
+def run(name: str, *, tags: Mapping[str, str] | None = None) -> Iterator[str]:
+    """Open a run named `name`, yield its id, and end it FINISHED, FAILED or (Ctrl-C) KILLED.
 
-    A `run_id` the store does not know (another machine's store, a deleted run) starts a new
-    run instead, tagged with the id it was meant to continue.
+    The run ends when the block does: its duration in `mlflow ui` is the block's.
     """
-    active = None
-    if run_id:
-        try:
-            mlflow.get_run(run_id)
-            active = mlflow.start_run(run_id=run_id)
-        except MlflowException:
-            log.warning("MLflow run %s is not in %s; starting a new run", run_id, mlflow.get_tracking_uri())
-            tags = {**(tags or {}), "continues_run_id": run_id}
-    if active is None:
-        active = mlflow.start_run(run_name=name)
-    with active:
-        if tags:
-            mlflow.set_tags(dict(tags))
-        try:
-            yield active.info.run_id
-        except KeyboardInterrupt:
-            # Ctrl-C is the user's choice, not a failure: say so in `mlflow ui`.
-            mlflow.end_run("KILLED")
-            raise
+    active = _write(lambda: mlflow.start_run(run_name=name, tags=dict(tags or {})))
+    run_id = active.info.run_id
+    status = "FAILED"
+    try:
+        yield run_id
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"  # Ctrl-C is the user's choice, not a failure: say so in mlflow ui
+        raise
+    finally:
+        # The status first, by run id: mlflow.end_run forgets the active run before it
+        # writes, so a retried end_run after a locked-database error would write nothing.
+        _write(lambda: MlflowClient().set_terminated(run_id, status))
+        _write(lambda: mlflow.end_run(status))
+
+
+def known_run(run_id: str | None) -> bool:
+    """Whether this store holds the run (models pulled from a DVC remote may come from another)."""
+    if not run_id:
+        return False
+    try:
+        MlflowClient().get_run(run_id)
+    except MlflowException:
+        return False
+    return True
 
 
 def log_params(params: Mapping[str, Any]) -> None:
     """Log nested params flattened to dotted keys (MLflow caps values at 6000 chars)."""
-    mlflow.log_params({k: str(v)[:6000] for k, v in flatten(params).items()})
+    _write(lambda: mlflow.log_params({k: str(v)[:6000] for k, v in flatten(params).items()}))
 
 
-def log_metrics(metrics: Mapping[str, Any], step: int | None = None, prefix: str = "") -> None:
-    """Log the numeric leaves of a (nested) metrics dict; strings and lists are skipped."""
-    numeric = {
+def _numeric(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    return {
         f"{prefix}{k}": float(v)
         for k, v in flatten(metrics).items()
         if isinstance(v, (int, float)) and not isinstance(v, bool)
     }
-    _retry_locked(lambda: mlflow.log_metrics(numeric, step=step))
+
+
+def log_metrics(metrics: Mapping[str, Any], step: int | None = None, prefix: str = "") -> None:
+    """Log the numeric leaves of a (nested) metrics dict; strings and lists are skipped."""
+    numeric = _numeric(metrics, prefix)
+    _write(lambda: mlflow.log_metrics(numeric, step=step))
 
 
 def log_epoch(epoch: int, logs: Mapping[str, float]) -> None:
@@ -185,38 +254,127 @@ def log_epoch(epoch: int, logs: Mapping[str, float]) -> None:
 
 def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
     """Copy a file into the active run's artifacts."""
-    mlflow.log_artifact(str(path), artifact_path=artifact_path)
+    _write(lambda: mlflow.log_artifact(str(path), artifact_path=artifact_path))
 
 
 def log_text(text: str, artifact_file: str) -> None:
     """Store text (e.g. a model summary) as an artifact file of the active run."""
-    mlflow.log_text(text, artifact_file)
+    _write(lambda: mlflow.log_text(text, artifact_file))
 
 
-def log_keras_model(model: Any, input_example: Any) -> None:
-    """Log a Keras model with MLflow's Keras flavour, a signature and an input example.
+# -- Data sets ----------------------------------------------------------------------------
 
-    It lands at `runs:/<run id>/model`. Requirements are stated, not inferred: inference
-    reloads the model in a subprocess, which costs tens of seconds per model.
+def manifest_dataset(rows: pd.DataFrame, split: str, source: Path) -> Any:
+    """One split of the manifest as an MLflow dataset: its files, labels and content hashes.
+
+    Its digest depends on which files, with which bytes, are in the split, so two runs on
+    different data are told apart in the UI.
+    """
+    table = rows.loc[rows["split"] == split, ["path", "label", "sha256"]].reset_index(drop=True)
+    with warnings.catch_warnings():
+        # MLflow 3.17 registers its local-file source twice, then warns that a path is ambiguous.
+        warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways")
+        return mlflow.data.from_pandas(table, source=str(source), targets="label", name=split)
+
+
+def log_datasets(manifest: pd.DataFrame, source: Path, splits: Sequence[str],
+                 run_id: str | None = None) -> dict[str, Any]:
+    """Record the manifest's `splits` as the inputs of the run (the active one by default)."""
+    datasets = {split: manifest_dataset(manifest, split, source) for split in splits}
+    inputs = [DatasetInput(dataset._to_mlflow_entity(),
+                           tags=[InputTag(MLFLOW_DATASET_CONTEXT, DATASET_CONTEXTS[split])])
+              for split, dataset in datasets.items()]
+    run_id = run_id or mlflow.active_run().info.run_id
+    _write(lambda: MlflowClient().log_inputs(run_id, datasets=inputs))
+    return datasets
+
+
+# -- Models -------------------------------------------------------------------------------
+
+class _KerasFlavor:
+    """mlflow.keras, with the model folder made before the input example is written into it.
+
+    MLflow 3.17's keras save_model writes the input example before it creates the folder
+    (mlflow/mlflow#16183), so log_model(..., input_example=...) fails; Model.log takes any
+    module-like object with save_model.
+    """
+
+    __name__ = "mlflow.keras"
+
+    @staticmethod
+    def save_model(path: str, **kwargs: Any) -> None:
+        Path(path).mkdir(parents=True)
+        mlflow.keras.save_model(path=path, **kwargs)
+
+
+def log_keras_model(model: Any, *, name: str, input_example: Any, step: int) -> str:
+    """Log a Keras model as an MLflow LoggedModel named `name`, linked to the active run.
+
+    It carries a signature and `input_example`; the run's metrics at `step` (the last epoch)
+    are attached to it. Requirements are stated, not inferred: inferring them reloads the
+    model in a subprocess, tens of seconds per model. Returns the LoggedModel's id.
     """
     import keras
     import tensorflow as tf
-    from mlflow.models import infer_signature
+    from mlflow.models import Model, infer_signature
 
     output = model.predict(input_example, verbose=0)
-    with tempfile.TemporaryDirectory() as tmp:
-        # MLflow 3.17's keras flavour writes the input example before it creates the model
-        # folder (FileNotFoundError from log_model); saving into a folder we made avoids it.
-        path = Path(tmp) / "model"
-        path.mkdir()
-        mlflow.keras.save_model(
-            model,
-            str(path),
-            signature=infer_signature(input_example, output),
-            input_example=input_example,
-            pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
-        )
-        mlflow.log_artifacts(str(path), artifact_path="model")
+    info = _write(lambda: Model.log(
+        artifact_path=None, name=name, flavor=_KerasFlavor, step=step, model=model,
+        signature=infer_signature(input_example, output), input_example=input_example,
+        pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
+    ))
+    return info.model_id
+
+
+def known_model(model_id: str | None) -> bool:
+    """Whether this store holds the LoggedModel."""
+    if not model_id:
+        return False
+    try:
+        MlflowClient().get_logged_model(model_id)
+    except MlflowException:
+        return False
+    return True
+
+
+def log_evaluation(
+    run_id: str | None,
+    model_id: str | None,
+    metrics: Mapping[str, Any],
+    *,
+    name: str,
+    test: Any,
+    artifacts: Mapping[str, Sequence[Path]],
+    tags: Mapping[str, str],
+) -> str:
+    """Log test metrics, `test` (an MLflow dataset) and artifacts into the training run.
+
+    The run is written to without being reopened, so its end time stays the end of training;
+    the metrics (prefixed `test_`) are attached to the LoggedModel `model_id`. A run this store
+    does not hold (another machine's store) gets a new run instead, tagged with the id it
+    continues. Returns the run id written to.
+    """
+    client = MlflowClient()
+    if not known_run(run_id):
+        log.warning("MLflow run %s is not in %s; logging the evaluation to a new run", run_id,
+                    mlflow.get_tracking_uri())
+        with run(name, tags={**tags, "continues_run_id": str(run_id)}) as new_id:
+            pass
+        run_id, model_id = new_id, None
+    # The input first: metrics logged with a dataset record it too, without its context.
+    test_input = DatasetInput(test._to_mlflow_entity(),
+                              tags=[InputTag(MLFLOW_DATASET_CONTEXT, DATASET_CONTEXTS["test"])])
+    _write(lambda: client.log_inputs(run_id, datasets=[test_input]))
+    model = model_id if known_model(model_id) else None
+    _write(lambda: mlflow.log_metrics(_numeric(metrics, "test_"), run_id=run_id, model_id=model,
+                                      dataset=test))
+    for key, value in tags.items():
+        _write(lambda k=key, v=value: client.set_tag(run_id, k, v))
+    for folder, files in artifacts.items():
+        for file in files:
+            _write(lambda f=file, d=folder: client.log_artifact(run_id, str(f), d))
+    return run_id
 
 
 def load_keras_model(uri: str) -> Any:
@@ -229,31 +387,54 @@ def load_keras_model(uri: str) -> Any:
         ) from error
 
 
-def register_champion(run_id: str, name: str = "catsdogs", alias: str = "champion") -> str | None:
-    """Register `runs:/<run_id>/model` as a new version of `name` and point `alias` at it.
+def write_ids(folder: Path, run_id: str, model_id: str) -> None:
+    """Record a model folder's training run and LoggedModel beside the model."""
+    (folder / RUN_ID_FILE).write_text(run_id + "\n", encoding="utf-8")
+    (folder / MODEL_ID_FILE).write_text(model_id + "\n", encoding="utf-8")
 
-    Returns the version, or None (with a warning) when the run is not in this store, e.g.
-    models pulled from a DVC remote that were trained against another tracking server.
+
+def read_ids(folder: Path) -> tuple[str | None, str | None]:
+    """(run id, LoggedModel id) recorded in a model folder; None where absent."""
+    def read(name: str) -> str | None:
+        path = folder / name
+        if not path.is_file():
+            return None
+        return path.read_text(encoding="utf-8").strip() or None
+
+    return read(RUN_ID_FILE), read(MODEL_ID_FILE)
+
+
+# -- The registry -------------------------------------------------------------------------
+
+def register_champion(model_id: str | None, tags: Mapping[str, str]) -> str | None:
+    """Point `catsdogs@champion` at the LoggedModel `model_id`; return its version.
+
+    A model already registered keeps its version: no new version for an unchanged model,
+    and the alias moves only when the champion changed. A new version carries `tags`.
+    Returns None (with a warning) when the model is not in this store, e.g. models pulled
+    from a DVC remote that were trained against another tracking server.
     """
-    client = MlflowClient()
-    try:
-        client.get_run(run_id)
-    except MlflowException:
-        log.warning("MLflow run %s is not in %s; not registering it", run_id, mlflow.get_tracking_uri())
+    if not known_model(model_id):
+        log.warning("LoggedModel %s is not in %s; not registering it", model_id,
+                    mlflow.get_tracking_uri())
         return None
-    version = mlflow.register_model(f"runs:/{run_id}/model", name).version
-    client.set_registered_model_alias(name, alias, version)
-    log.info("registered %s version %s as @%s", name, version, alias)
-    return str(version)
-
-
-def _retry_locked(call: Any, attempts: int = 5) -> Any:
-    """Retry a store write that met a locked sqlite database (several writers at once)."""
-    for attempt in range(attempts):
-        try:
-            return call()
-        except MlflowException as error:
-            if "locked" not in str(error).lower() or attempt == attempts - 1:
-                raise
-            time.sleep(0.5 * (attempt + 1))
-    return None
+    client = MlflowClient()
+    source = f"models:/{model_id}"  # a tracking server's answers carry the source, not model_id
+    existing = [v for v in client.search_model_versions(f"name='{REGISTERED_MODEL}'")
+                if model_id in (v.model_id, v.source.removeprefix("models:/"))]
+    if existing:
+        version = str(existing[0].version)
+    else:
+        version = str(_write(lambda: mlflow.register_model(
+            source, REGISTERED_MODEL, tags=dict(tags))).version)
+        log.info("registered %s version %s", REGISTERED_MODEL, version)
+    try:
+        current = str(client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION_ALIAS).version)
+    except MlflowException:
+        current = None
+    if current != version:
+        _write(lambda: client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION_ALIAS, version))
+        log.info("%s@%s: version %s (was %s)", REGISTERED_MODEL, CHAMPION_ALIAS, version, current)
+    else:
+        log.info("%s@%s stays at version %s", REGISTERED_MODEL, CHAMPION_ALIAS, version)
+    return version
