@@ -1,59 +1,233 @@
-"""`catsdogs report`: params and metrics diffs between two commits, figures, and the workflow."""
+"""Reports on a change: like-for-like numbers, noise told from change, and the workflow.
+
+`catsdogs pr-report` runs for real on two-commit repositories of the tiny synthetic data:
+with a DVC remote (the committed recipe; only what the change made stale retrains) and
+without one (a profile run at both revisions). The comparison itself is checked on results
+small enough to count by hand.
+"""
 
 from __future__ import annotations
 
 import json
-import shutil
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, commit, make_project, sh, small_params, write_params
 
 from catsdogs.cli import main
+from catsdogs.report import compare_models, param_changes, render
+from catsdogs.results import Results
+from catsdogs.stats import compare_paired, wilson_interval
+
+# -- the arithmetic -----------------------------------------------------------------------
 
 
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo,
-                   check=True, capture_output=True)
+def test_wilson_interval_of_115_out_of_200() -> None:
+    low, high = wilson_interval(115, 200)
+    assert (round(low, 4), round(high, 4)) == (0.5057, 0.6415)
+
+
+def test_mcnemar_counts_fixed_and_broken_photos() -> None:
+    base = [True] * 10 + [False] * 10          # right on photos 1-10
+    head = [True] * 8 + [False] * 2 + [True] * 10  # breaks 9-10, fixes 11-20
+    result = compare_paired(base, head)
+    assert (result.fixed, result.broken, result.photos) == (10, 2, 20)
+    assert result.p_value == pytest.approx(0.03857, abs=1e-5)  # 2 * P(X <= 2), X ~ B(12, 1/2)
+    assert result.verdict == "better"
+    assert compare_paired(head, base).verdict == "worse"
+    assert compare_paired(base, base[:9] + [False] + base[10:]).verdict == "within noise"
+
+
+def results(val: float, correct: list[bool], *, recipe: dict | None = None) -> Results:
+    """Results of one model `m` on len(correct) test photos: right where `correct` says."""
+    photos = [f"p{i}.jpg" for i in range(len(correct))]
+    actual = ["dog"] * len(correct)
+    predicted = ["dog" if c else "cat" for c in correct]
+    return Results(
+        train={"m": {"val_accuracy": val}},
+        evaluation={"m": {"accuracy": sum(correct) / len(correct), "count": len(correct)}},
+        predictions={"m": pd.DataFrame({"path": photos, "actual": actual, "predicted": predicted})},
+        recipe={"m": recipe or {"train.epochs": 20, "models.m.dropout": 0.2}},
+        data={"splits": {"validation": {"total": 800}}},
+    )
+
+
+def test_a_change_made_by_the_params_is_compared_photo_by_photo() -> None:
+    base = results(0.60, [True] * 10 + [False] * 10)
+    head = results(0.70, [True] * 8 + [False] * 2 + [True] * 10,
+                   recipe={"train.epochs": 20, "models.m.dropout": 0.3})
+    changes = param_changes({"models": {"m": {"dropout": 0.2}}}, {"models": {"m": {"dropout": 0.3}}})
+    assert changes.to_dict("records") == [{"param": "models.m.dropout", "base": 0.2, "head": 0.3}]
+    [report] = compare_models(base, head, set(changes["param"]))
+    assert (report.paired.fixed, report.paired.broken, report.verdict) == (10, 2, "better")
+    assert str(report.base_test) == "0.5000 (0.299-0.701)"
+    markdown = render(title="t", provenance=[], params=changes, reports=[report], leaderboard=None)
+    row = next(line for line in markdown.splitlines() if line.startswith("| m "))
+    assert [c.strip() for c in row.split("|")[6:11]] == ["+0.4000", "10", "2", "0.0386", "better"]
+
+
+def test_numbers_made_under_settings_the_change_did_not_set_are_not_compared() -> None:
+    base = results(0.60, [True] * 10 + [False] * 10)
+    head = results(0.55, [True] * 9 + [False] * 11, recipe={"train.epochs": 2, "models.m.dropout": 0.2})
+    [report] = compare_models(base, head, changed=set())
+    assert report.unexplained == {"train.epochs": (20, 2)} and report.paired is None
+    markdown = render(title="t", provenance=[], params=param_changes({}, {}), reports=[report],
+                      leaderboard=None)
+    row = next(line for line in markdown.splitlines() if line.startswith("| m "))
+    assert [c.strip() for c in row.split("|")[6:11]] == ["-", "-", "-", "-", "not comparable"]
+    assert "- m: `train.epochs` 20 (base) vs 2 (head)" in markdown
+
+
+def test_identical_results_are_unchanged_and_new_models_are_named() -> None:
+    base = results(0.60, [True] * 10 + [False] * 10)
+    head = results(0.60, [True] * 10 + [False] * 10)
+    head.train["n"] = {"val_accuracy": 0.9}
+    head.evaluation["n"] = {"accuracy": 0.9, "count": 20}
+    reports = {r.model: r for r in compare_models(base, head, set())}
+    assert reports["m"].verdict == "unchanged" and reports["m"].paired.p_value == 1.0
+    assert reports["n"].verdict == "new: no base numbers"
+
+
+# -- catsdogs report and pr-report on real repositories ----------------------------------------
+
+
+def two_models(params: dict) -> dict:
+    """The zoo cut to its first two entries (small CNNs): a real pipeline, quick to run."""
+    params["models"] = dict(list(params["models"].items())[:2])
+    params["finetune"] = {}
+    return params
+
+
+def table_rows(markdown: str) -> dict[str, list[str]]:
+    """The per-model table: model -> its cells."""
+    rows = {}
+    for line in markdown.split("## Accuracy per model")[1].splitlines():
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        if len(cells) == 10 and cells[0] not in ("model", "") and not cells[0].startswith(":-"):
+            rows[cells[0]] = cells
+    return rows
+
+
+def params_rows(markdown: str) -> list[list[str]]:
+    section = markdown.split("## Params this change sets")[1].split("## ")[0]
+    return [[c.strip() for c in line.split("|")[1:-1]] for line in section.splitlines()
+            if line.startswith("|") and "---" not in line][1:]
+
+
+def pr_report(repo: Path, *args: str) -> str:
+    result = CliRunner().invoke(main, ["pr-report", "--repo", str(repo), "--out",
+                                       str(repo / "reports/pr/report.md"), *args])
+    assert result.exit_code == 0, result.output
+    return (repo / "reports/pr/report.md").read_text()
+
+
+@pytest.mark.slow
+def test_pr_report_with_a_remote_retrains_only_what_the_change_made_stale(
+    tmp_path: Path, dataset_zip: Path, monkeypatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = two_models(small_params(dataset_zip))
+    first, second = params["models"]
+    origin = make_project(tmp_path / "origin", params)
+    sh(origin, "dvc", "repro")
+    sh(origin, "dvc", "remote", "add", "-d", "shared", str(tmp_path / "remote"))
+    sh(origin, "dvc", "push")
+    base = commit(origin, "results")  # main carries its results
+    params["models"][first]["dropout"] = 0.35
+    write_params(origin / "params.yaml", params)
+    commit(origin, f"{first}: more dropout")  # a pull request that commits no results
+
+    ci = tmp_path / "ci"  # CI's fresh clone: no DVC cache, no MLflow store
+    sh(tmp_path, "git", "clone", "-q", str(origin), str(ci))
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
+    report = pr_report(ci, "--base", base)
+
+    assert (f"retrained `train@{first}`, `evaluate@{first}`, `compare`." in report)
+    assert params_rows(report) == [[f"models.{first}.dropout", "0.2", "0.35"]]
+    rows = table_rows(report)
+    evaluated = {side: json.loads(text) for side, text in (
+        ("base", sh(ci, "git", "show", f"{base}:metrics/eval/{first}.json")),
+        ("head", (ci / f"metrics/eval/{first}.json").read_text()))}
+    assert rows[first][3].startswith(f"{evaluated['base']['accuracy']:.4f}")
+    assert rows[first][4].startswith(f"{evaluated['head']['accuracy']:.4f}")
+    assert rows[first][6].isdigit() and rows[first][7].isdigit()
+    assert re.fullmatch(r"[0-9.e-]+", rows[first][8])
+    assert rows[first][9] in ("better", "worse", "within noise", "unchanged")
+    assert rows[second][6:] == ["0", "0", "1", "unchanged"]
+    assert "Not compared" not in report
+    assert (tmp_path / "summary.md").read_text().startswith("# catsdogs: HEAD")
+    assert "![" not in (tmp_path / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_pr_report_without_a_remote_runs_the_profile_at_both_revisions(
+    tmp_path: Path, dataset_zip: Path, monkeypatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = two_models(small_params(dataset_zip, epochs=3))
+    first, second = params["models"]
+    repo = make_project(tmp_path / "repo", params)
+    (repo / "profiles.yaml").write_text(yaml.safe_dump(
+        {"quick": {"train.epochs": 1, "models.*.epochs": 1}}, sort_keys=False))
+    base = commit(repo, "a quick profile")
+    params["models"][first]["dropout"] = 0.35
+    write_params(repo / "params.yaml", params)
+    commit(repo, f"{first}: more dropout")
+
+    report = pr_report(repo, "--base", base, "--profile", "quick", "--results-dir",
+                       str(tmp_path / "kept"))
+    assert "the `quick` profile (train.epochs=1, models.*.epochs=1), run at both revisions" in report
+    # The head trained only the changed model: the other came from DVC's run cache.
+    head_ran = re.search(r"head: ran (.*)\.", report)[1]
+    assert f"`train@{first}`" in head_ran and f"`evaluate@{first}`" in head_ran
+    assert f"@{second}`" not in head_ran
+    assert params_rows(report) == [[f"models.{first}.dropout", "0.2", "0.35"]]  # no profile keys
+    [kept_base] = (tmp_path / "kept").glob(f"{base[:12]}-quick-*")
+    trained = json.loads((kept_base / f"metrics/train/{first}.json").read_text())
+    assert trained["epochs"] == 1  # the profile's, not params.yaml's 3
+    rows = table_rows(report)
+    assert rows[first][1].startswith(f"{trained['val_accuracy']:.4f}")
+    assert rows[second][9] == "unchanged" and rows[first][9] != "not comparable"
+
+    again = pr_report(repo, "--base", base, "--profile", "quick", "--results-dir",
+                      str(tmp_path / "kept"))
+    assert f"Base: reused from {tmp_path / 'kept'}; head: reused from" in again
 
 
 def write_results(repo: Path, dropout: float, val: float, test: float) -> None:
     params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
-    params["models"]["m1_cnn"]["dropout"] = dropout
+    name = next(iter(params["models"]))
+    params["models"][name]["dropout"] = dropout
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for folder in ("train", "eval", "history"):
+    for folder in ("train", "eval", "history", "predictions"):
         (repo / "metrics" / folder).mkdir(parents=True, exist_ok=True)
-    (repo / "metrics/train/m1_cnn.json").write_text(json.dumps({"val_accuracy": val, "epochs": 2}))
-    (repo / "metrics/eval/m1_cnn.json").write_text(json.dumps(
-        {"accuracy": test, "confusion_matrix": [[50, 50], [40, 60]]}))
-    (repo / "metrics/history/m1_cnn.csv").write_text(
+    (repo / f"metrics/train/{name}.json").write_text(json.dumps({"val_accuracy": val, "epochs": 2}))
+    (repo / f"metrics/eval/{name}.json").write_text(json.dumps(
+        {"accuracy": test, "count": 4, "confusion_matrix": [[2, 0], [2 - round(test * 4 - 2), 0]]}))
+    (repo / f"metrics/history/{name}.csv").write_text(
         f"epoch,loss,accuracy,val_loss,val_accuracy\n1,0.7,0.5,0.7,0.5\n2,0.6,0.6,0.6,{val}\n")
+    right = round(test * 4)
+    (repo / f"metrics/predictions/{name}.csv").write_text("path,actual,predicted\n" + "".join(
+        f"p{i}.jpg,dog,{'dog' if i < right else 'cat'}\n" for i in range(4)))
 
 
 @pytest.fixture()
 def repo(tmp_path: Path) -> Path:
-    """A git repository with the project's dvc.yaml and two commits of different results."""
+    """A git repository with two commits of different committed results."""
     repo = tmp_path / "repo"
     repo.mkdir()
-    shutil.copy(PROJECT_ROOT / "dvc.yaml", repo / "dvc.yaml")
-    git(repo, "init", "-q")
-    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=repo, check=True)
-    write_results(repo, dropout=0.2, val=0.6, test=0.55)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "base")
-    write_results(repo, dropout=0.3, val=0.7, test=0.5)
-    git(repo, "commit", "-qam", "head")
+    sh(repo, "git", "init", "-q")
+    write_results(repo, dropout=0.2, val=0.6, test=0.5)
+    commit(repo, "base")
+    write_results(repo, dropout=0.3, val=0.7, test=0.75)
+    commit(repo, "head")
     return repo
-
-
-def accuracy_rows(markdown: str) -> dict[str, list[str]]:
-    """m1_cnn's rows of the accuracy table: metric -> [base, head, change, relative]."""
-    return {line.split("|")[2].strip(): [c.strip() for c in line.split("|")[3:7]]
-            for line in markdown.splitlines() if line.startswith("| m1_cnn")}
 
 
 def report(repo: Path, *args: str):
@@ -61,15 +235,16 @@ def report(repo: Path, *args: str):
                                      str(repo / "out/report.md"), *args])
 
 
-def test_report_shows_params_and_accuracy_deltas_with_signs(repo: Path) -> None:
+def test_report_compares_committed_results(repo: Path) -> None:
     result = report(repo, "--base", "HEAD~1", "--head", "HEAD")
     assert result.exit_code == 0, result.output
     text = (repo / "out/report.md").read_text()
-    assert "| models.m1_cnn.dropout | 0.2   | 0.3   | params.yaml |" in text
-    rows = accuracy_rows(text)
-    assert rows["val_accuracy"] == ["0.6000", "0.7000", "+0.1000", "+16.7%"]
-    assert rows["test_accuracy"] == ["0.5500", "0.5000", "-0.0500", "-9.1%"]
-    for figure in ("m1_cnn_curves.png", "m1_cnn_confusion.png"):
+    name = next(iter(yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["models"]))
+    assert params_rows(text) == [[f"models.{name}.dropout", "0.2", "0.3"]]
+    row = table_rows(text)[name]
+    assert row[3].startswith("0.5000") and row[4].startswith("0.7500")
+    assert row[5:9] == ["+0.2500", "1", "0", "1"] and row[9] == "within noise"
+    for figure in (f"{name}_curves.png", f"{name}_confusion.png"):
         assert (repo / "out/figures" / figure).stat().st_size > 1000
         assert f"(figures/{figure})" in text
 
@@ -77,21 +252,20 @@ def test_report_shows_params_and_accuracy_deltas_with_signs(repo: Path) -> None:
 def test_report_says_when_nothing_changed(repo: Path) -> None:
     result = report(repo, "--base", "HEAD", "--head", "HEAD")
     assert result.exit_code == 0, result.output
-    assert "No parameter changes." in result.output and "No metric changes." in result.output
+    assert "No parameter changes." in result.output
+    assert all(row[9] == "unchanged" for row in table_rows(result.output).values())
 
 
-def test_report_against_a_base_without_metrics(repo: Path) -> None:
+def test_report_against_a_base_without_results(repo: Path) -> None:
     # A commit of the empty tree: a base from before the pipeline existed.
-    empty_tree = subprocess.run(["git", "hash-object", "-t", "tree", "/dev/null"], cwd=repo,
-                                check=True, capture_output=True, text=True).stdout.strip()
-    commit = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit-tree",
-                             empty_tree, "-m", "no metrics yet"], cwd=repo, check=True,
-                            capture_output=True, text=True).stdout.strip()
-    git(repo, "branch", "empty", commit)
-    result = report(repo, "--base", "empty")
+    empty_tree = sh(repo, "git", "hash-object", "-t", "tree", "/dev/null").strip()
+    base = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit-tree",
+                           empty_tree, "-m", "no results yet"], cwd=repo, check=True,
+                          capture_output=True, text=True).stdout.strip()
+    result = report(repo, "--base", base)
     assert result.exit_code == 0, result.output
-    assert "The base (empty) has no metrics yet" in result.output
-    assert accuracy_rows(result.output)["val_accuracy"] == ["-", "0.7000", "-", "-"]
+    assert all(row[9] == "new: no base numbers" and row[1] == "-"
+               for row in table_rows(result.output).values())
 
 
 def test_unknown_base_is_a_clear_error(repo: Path) -> None:

@@ -13,7 +13,11 @@ from pathlib import Path
 
 import click
 
+from catsdogs.images import DEFAULT_MAX_PIXELS
 from catsdogs.stage_support import setup_logging
+
+# Skipped files named one by one on stderr; beyond this many, counted by reason.
+SKIPS_NAMED = 20
 
 
 def _load_model(source: str):
@@ -26,19 +30,12 @@ def _load_model(source: str):
             return tracking.load_keras_model(source)
         except tracking.TrackingError as error:
             raise click.BadParameter(str(error), param_hint="--model") from error
-    path = Path(source)
-    from catsdogs.models import MODEL_FILE
+    from catsdogs.serving import ModelFileError, load_model_file
 
-    model_file = path / MODEL_FILE if path.is_dir() else path
-    if not model_file.is_file():
-        raise click.BadParameter(
-            f"'{source}' is not a trained model folder or .keras file; run `dvc repro` "
-            "(or `dvc pull`) first, or pass --model models/<name>",
-            param_hint="--model",
-        )
-    import keras
-
-    return keras.models.load_model(model_file)
+    try:
+        return load_model_file(Path(source))
+    except ModelFileError as error:
+        raise click.BadParameter(str(error), param_hint="--model") from error
 
 
 @click.group()
@@ -56,83 +53,212 @@ def main() -> None:
               show_default=True, help="Output: aligned table, CSV, or one JSON object per line.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="Images decoded and classified at a time (bounds memory).")
-def predict(paths: tuple[Path, ...], model_source: str, fmt: str, batch_size: int) -> None:
-    """Classify image files and folders (recursively) as cat or dog."""
+@click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS,
+              show_default=True,
+              help="Refuse images with more pixels than this, read from the file's header "
+                   "before decoding (decompression bombs).")
+def predict(paths: tuple[Path, ...], model_source: str, fmt: str, batch_size: int,
+            max_pixels: int) -> None:
+    """Classify image files and folders (recursively) as cat or dog.
+
+    Every file not classified is named on stderr with the reason (beyond 20, counted).
+    """
     setup_logging()
     model = _load_model(model_source)
 
-    from catsdogs.predict import predict_files
+    from catsdogs.predict import Skipped, classify, skip_summary
 
     writer = csv.writer(sys.stdout, lineterminator="\n") if fmt == "csv" else None
     if writer:
         writer.writerow(["path", "label", "probability_dog"])
     count = 0
-    for prediction in predict_files(model, list(paths), batch_size=batch_size):
+    skipped: list[Skipped] = []
+    for result in classify(model, list(paths), batch_size=batch_size, max_pixels=max_pixels):
+        if isinstance(result, Skipped):
+            skipped.append(result)
+            if len(skipped) <= SKIPS_NAMED:
+                click.echo(f"skipped {result.path}: {result.reason}", err=True)
+            continue
         count += 1
         if writer:
-            writer.writerow([prediction.path, prediction.label, prediction.probability_dog])
+            writer.writerow([result.path, result.label, result.probability_dog])
         elif fmt == "json":
-            click.echo(json.dumps(prediction.__dict__))
+            click.echo(json.dumps(result.__dict__))
         else:
-            click.echo(f"{prediction.label:<4} {prediction.probability_dog:8.4f}  {prediction.path}")
+            click.echo(f"{result.label:<4} {result.probability_dog:8.4f}  {result.path}")
+    for line in skip_summary(skipped, SKIPS_NAMED):
+        click.echo(line, err=True)
     if count == 0:
         raise click.ClickException(f"no readable image found in: {', '.join(map(str, paths))}")
+
+
+def _write_report(
+    *, title: str, provenance: list[str], base, head, base_params: dict, head_params: dict,
+    out: Path,
+) -> str:
+    """Compare two Results, draw the figures beside `out`, write the Markdown to `out` and,
+    in a GitHub Actions job, to its summary; return the Markdown."""
+    import os
+
+    from catsdogs import figures
+    from catsdogs.atomic import atomic_dir, write_text
+    from catsdogs.dataset import LABELS
+    from catsdogs.report import compare_models, param_changes, render
+
+    params = param_changes(base_params, head_params)
+    reports = compare_models(base, head, set(params["param"]))
+    drawn = []
+    with atomic_dir(out.parent / "figures") as tmp:
+        for model in (r.model for r in reports):
+            histories = {"base": base.history.get(model), "head": head.history.get(model)}
+            figures.curves_compared(histories, tmp / f"{model}_curves.png",
+                                    f"{model}: accuracy per epoch")
+            matrices = {label: (results.evaluation.get(model) or {}).get("confusion_matrix")
+                        for label, results in (("base", base), ("head", head))}
+            figures.confusion_compared(matrices, LABELS, tmp / f"{model}_confusion.png",
+                                       f"{model}: test confusion matrices")
+            drawn += [f"figures/{model}_curves.png", f"figures/{model}_confusion.png"]
+    markdown = render(title=title, provenance=provenance, params=params, reports=reports,
+                      leaderboard=head.leaderboard, figures=drawn)
+    write_text(out, markdown)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:  # the job's summary page: the report without the image links
+        with open(summary, "a", encoding="utf-8") as handle:
+            handle.write("\n".join(line for line in markdown.splitlines()
+                                   if not line.startswith("![")) + "\n")
+    return markdown
+
+
+@main.command()
+@click.option("--metrics-dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              default="metrics", show_default=True, help="The pipeline's metrics folder.")
+def leaderboard(metrics_dir: Path) -> None:
+    """Print each model's validation and test accuracy, with 95% intervals, as Markdown (the
+    README's table), from the compare stage's metrics/leaderboard.csv."""
+    import pandas as pd
+
+    from catsdogs.compare import results_table
+
+    board = metrics_dir / "leaderboard.csv"
+    if not board.is_file():
+        raise click.ClickException(f"'{board}' does not exist; run `dvc repro` (or `dvc pull`) first")
+    click.echo(results_table(pd.read_csv(board)))
+
+
+_OUT = click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+                    default="reports/pr/report.md", show_default=True,
+                    help="Markdown file to write; figures go to a figures/ folder beside it.")
+_REPO = click.option("--repo", type=click.Path(file_okay=False, exists=True, path_type=Path),
+                     default=".", show_default=True, help="The catsdogs repository.")
 
 
 @main.command()
 @click.option("--base", required=True, help="Revision to compare against, e.g. origin/main.")
 @click.option("--head", default=None, help="Revision to report on [default: the working tree].")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              default="reports/pr/report.md", show_default=True,
-              help="Markdown file to write; figures go to a figures/ folder beside it.")
-@click.option("--repo", type=click.Path(file_okay=False, exists=True, path_type=Path),
-              default=".", show_default=True, help="The catsdogs repository.")
+@_OUT
+@_REPO
 def report(base: str, head: str | None, out: Path, repo: Path) -> None:
-    """Compare params, accuracies and curves of HEAD (or the working tree) with BASE."""
+    """Compare the results committed at BASE with HEAD's (or the working tree's), as they are:
+    nothing is retrained. For a pull request, `catsdogs pr-report` makes them first."""
     setup_logging()
-    import io
+    import yaml
 
-    import pandas as pd
-
-    from catsdogs import figures
-    from catsdogs.atomic import atomic_dir, write_text
-    from catsdogs.report import metrics_table, params_table, render
-    from catsdogs.revisions import RevisionError, check_revision, dvc_diff, list_files, read_text
-    from catsdogs.split import LABELS
+    from catsdogs.results import read_results
+    from catsdogs.revisions import RevisionError, check_revision, reader
 
     try:
         for rev in (base, head):
             if rev:
                 check_revision(repo, rev)
-        params = params_table(dvc_diff(repo, "params", base, head))
-        metrics = metrics_table(dvc_diff(repo, "metrics", base, head, unchanged=True))
     except RevisionError as error:
         raise click.ClickException(str(error)) from error
+    sides = {rev: read_results(reader(repo, rev), []) for rev in (base, head)}
+    params = {rev: yaml.safe_load(reader(repo, rev)("params.yaml") or "") or {} for rev in sides}
+    markdown = _write_report(
+        title=f"catsdogs: {head or 'working tree'} vs {base}",
+        provenance=["Numbers: the results committed at each revision, as they are (nothing "
+                    "retrained)."],
+        base=sides[base], head=sides[head], base_params=params[base], head_params=params[head],
+        out=out,
+    )
+    click.echo(markdown)
 
-    def csv_at(rev: str | None, path: str) -> pd.DataFrame | None:
-        text = read_text(repo, rev, path)
-        return pd.read_csv(io.StringIO(text)) if text else None
 
-    def json_at(rev: str | None, path: str) -> dict | None:
-        text = read_text(repo, rev, path)
-        return json.loads(text) if text else None
+@main.command("pr-report")
+@click.option("--base", required=True, help="The pull request's base, e.g. origin/main.")
+@click.option("--head", default="HEAD", show_default=True,
+              help="The pull request's head (the checked-out commit, for --profile committed).")
+@click.option("--profile", default="auto", show_default=True,
+              help="How the numbers are made: `committed` (params.yaml as committed: pull from "
+                   "the DVC remote, retrain what is stale), a profile of profiles.yaml run at "
+                   "both revisions (e.g. `fast`), or `auto`: committed with a DVC remote, else "
+                   "fast.")
+@click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=".catsdogs/results", show_default=True,
+              help="Where results made under a profile are kept, by commit (the base's are "
+                   "reused by the next push).")
+@_OUT
+@_REPO
+def pr_report(base: str, head: str, profile: str, results_dir: Path, out: Path, repo: Path) -> None:
+    """Report what a pull request did to every model's accuracy, like for like.
 
-    revisions = {f"base {base}": base, f"head {head or 'working tree'}": head}
-    models = sorted({f.removesuffix(".csv") for rev in revisions.values()
-                     for f in list_files(repo, rev, "metrics/history") if f.endswith(".csv")})
-    drawn = []
-    with atomic_dir(out.parent / "figures") as tmp:
-        for model in models:
-            histories = {k: csv_at(rev, f"metrics/history/{model}.csv") for k, rev in revisions.items()}
-            figures.curves_compared(histories, tmp / f"{model}_curves.png", f"{model}: accuracy per epoch")
-            matrices = {k: (json_at(rev, f"metrics/eval/{model}.json") or {}).get("confusion_matrix")
-                        for k, rev in revisions.items()}
-            figures.confusion_compared(matrices, LABELS, tmp / f"{model}_confusion.png",
-                                       f"{model}: test confusion matrices")
-            drawn += [f"figures/{model}_curves.png", f"figures/{model}_confusion.png"]
-    markdown = render(base=base, head=head or "working tree", params=params, metrics=metrics,
-                      leaderboard=csv_at(head, "metrics/leaderboard.csv"), figures=drawn)
-    write_text(out, markdown)
+    Makes the numbers first: as committed, or under a profile at both the base and the head.
+    Writes the Markdown to --out and, in GitHub Actions, to the job summary.
+    """
+    setup_logging()
+    import yaml
+
+    from catsdogs.errors import UserError
+    from catsdogs.profiles import PROFILES_FILE, describe, load_profiles
+    from catsdogs.pull_request import made_as_committed, made_with_profile
+    from catsdogs.results import read_results
+    from catsdogs.revisions import check_revision, has_remote, reader
+
+    repo = repo.resolve()
+    try:
+        base_commit, head_commit = check_revision(repo, base), check_revision(repo, head)
+        if profile == "auto":
+            profile = "committed" if has_remote(repo) else "fast"
+        names = (base_commit[:12], head_commit[:12])
+        if profile == "committed":
+            if check_revision(repo, "HEAD") != head_commit:
+                raise click.UsageError(f"--profile committed reports on the checked-out commit; "
+                                       f"check out {head} first")
+            made = {"base": None, "head": made_as_committed(repo)}
+            base_read = reader(repo, base_commit)
+            provenance = [
+                "Numbers: the recipe as committed (params.yaml). Base: its committed results. "
+                "Head: outputs pulled from the DVC remote, then `dvc repro` retrained "
+                + (", ".join(f"`{s}`" for s in made["head"].ran) or "nothing") + "."]
+        else:
+            overrides = load_profiles(repo / PROFILES_FILE).get(profile)
+            if overrides is None:
+                raise click.BadParameter(
+                    f"no profile '{profile}' in {PROFILES_FILE}; choose committed, auto or one "
+                    f"of: {', '.join(load_profiles(repo / PROFILES_FILE))}", param_hint="--profile")
+            made = {side: made_with_profile(repo, commit, profile, overrides, results_dir)
+                    for side, commit in (("base", base_commit), ("head", head_commit))}
+            base_read = made["base"].read
+
+            def how(side: str) -> str:
+                if made[side].reused:
+                    return f"{side}: reused from {results_dir}"
+                ran = ", ".join(f"`{s}`" for s in made[side].ran) or "nothing"
+                return f"{side}: ran {ran}"
+
+            provenance = [
+                f"Numbers: the `{profile}` profile ({describe(overrides)}), run at both "
+                f"revisions; a short recipe, so lower than the committed results. "
+                f"{how('base').capitalize()}; {how('head')}."]
+        params = {side: yaml.safe_load(reader(repo, commit)("params.yaml") or "") or {}
+                  for side, commit in (("base", base_commit), ("head", head_commit))}
+        markdown = _write_report(
+            title=f"catsdogs: {head} ({names[1]}) vs {base} ({names[0]})", provenance=provenance,
+            base=read_results(base_read, []), head=read_results(made["head"].read, []),
+            base_params=params["base"], head_params=params["head"], out=out,
+        )
+    except UserError as error:
+        raise click.ClickException(str(error)) from error
     click.echo(markdown)
 
 

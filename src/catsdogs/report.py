@@ -1,92 +1,198 @@
-"""The pull-request report: what a change did to params and numbers, as Markdown.
+"""The pull-request report: what a change did to params and numbers, and whether it is noise.
 
-Takes the JSON of `dvc params diff` and `dvc metrics diff` (dicts), the head's leaderboard
-and the names of figures already drawn; returns Markdown. Reads and writes nothing itself.
+Takes two Results (the base's and the head's, see results.py) and says, per model: the
+validation and test accuracy at each with its 95% interval, and, on the same test photos,
+how many the head fixed and broke, the exact McNemar p-value and a verdict. A model whose two
+sets of numbers were made under settings that differ in a way the pull request did not
+cause (a profile on one side only, a stale dvc.lock) is named, with those settings, and not
+compared. Returns Markdown; reads and writes nothing itself.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from catsdogs.compare import leaderboard_markdown
+from catsdogs.config import flatten
+from catsdogs.results import DATA_PREFIX, Results
+from catsdogs.stats import CONFIDENCE, SIGNIFICANCE, PairedComparison, compare_paired, wilson_interval
 
-# metrics file -> (model name, which accuracy it holds)
-_TRACKED = (
-    (re.compile(r"(?:^|/)metrics/train/(?P<model>[^/]+)\.json$"), "val_accuracy", "val_accuracy"),
-    (re.compile(r"(?:^|/)metrics/eval/(?P<model>[^/]+)\.json$"), "accuracy", "test_accuracy"),
-)
-
-
-def params_table(params_diff: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per changed param: file, param, old and new value."""
-    rows = [
-        {"param": name, "old": change.get("old"), "new": change.get("new"), "file": path}
-        for path, changes in params_diff.items()
-        for name, change in sorted(changes.items())
-    ]
-    return pd.DataFrame(rows, columns=["param", "old", "new", "file"])
+# The params sections whose change may change the data a model sees.
+DATA_SECTIONS = ("download.", "split.")
 
 
-def metrics_table(metrics_diff: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """Per model: validation and test accuracy, old and new, absolute and relative change."""
-    rows = []
-    for path, values in metrics_diff.items():
-        for pattern, key, label in _TRACKED:
-            match = pattern.search(path)
-            if match and key in values:
-                old, new = values[key].get("old"), values[key].get("new")
-                change = new - old if old is not None and new is not None else None
-                relative = change / old if change is not None and old else None
-                rows.append({"model": match["model"], "metric": label, "old": old, "new": new,
-                             "change": change, "relative": relative})
-    table = pd.DataFrame(rows, columns=["model", "metric", "old", "new", "change", "relative"])
-    return table.sort_values(["model", "metric"], ascending=[True, False]).reset_index(drop=True)
+def param_changes(base: Mapping[str, Any], head: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per params.yaml key whose value differs: param, base and head value."""
+    old, new = flatten(base), flatten(head)
+    rows = [{"param": key, "base": old.get(key, "(absent)"), "head": new.get(key, "(absent)")}
+            for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+    return pd.DataFrame(rows, columns=["param", "base", "head"])
 
 
-def _number(value: Any, signed: bool = False, percent: bool = False) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
+@dataclass(frozen=True)
+class Accuracy:
+    """An accuracy with the number of images it counts, and its 95% Wilson interval."""
+
+    value: float
+    total: int
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson_interval(round(self.value * self.total), self.total)
+
+    def __str__(self) -> str:
+        low, high = self.interval
+        return f"{self.value:.4f} ({low:.3f}-{high:.3f})"
+
+
+@dataclass(frozen=True)
+class ModelReport:
+    """One model at base and head: its accuracies, and the paired test comparison or why none."""
+
+    model: str
+    base_val: Accuracy | None = None
+    head_val: Accuracy | None = None
+    base_test: Accuracy | None = None
+    head_test: Accuracy | None = None
+    paired: PairedComparison | None = None
+    unexplained: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def verdict(self) -> str:
+        if self.note:
+            return self.note
+        if self.paired is None:
+            return "no paired predictions"
+        unchanged = self.paired.fixed == self.paired.broken == 0 and (
+            self.base_val and self.head_val and self.base_val.value == self.head_val.value)
+        return "unchanged" if unchanged else self.paired.verdict
+
+
+def _accuracies(results: Results, model: str) -> tuple[Accuracy | None, Accuracy | None]:
+    train, evaluation = results.train.get(model), results.evaluation.get(model)
+    splits = (results.data or {}).get("splits", {})
+    val = Accuracy(train["val_accuracy"], splits.get("validation", {}).get("total", 0)) if train else None
+    test = Accuracy(evaluation["accuracy"], evaluation.get("count", 0)) if evaluation else None
+    return val, test
+
+
+def _unexplained(base: Results, head: Results, model: str, changed: set[str]) -> dict[str, tuple]:
+    """Settings the model's two sets of numbers were made under that differ, and that the
+    pull request did not change (its changed params keys are `changed`)."""
+    old, new = base.recipe.get(model, {}), head.recipe.get(model, {})
+    data_changed = any(key.startswith(DATA_SECTIONS) for key in changed)
+    differing = {}
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) == new.get(key) or key in changed:
+            continue
+        if key.startswith(DATA_PREFIX) and data_changed:
+            continue
+        differing[key] = (old.get(key, "(absent)"), new.get(key, "(absent)"))
+    return differing
+
+
+def _paired(base: Results, head: Results, model: str) -> PairedComparison | None:
+    old, new = base.predictions.get(model), head.predictions.get(model)
+    if old is None or new is None:
+        return None
+    both = old.merge(new, on="path", suffixes=("_base", "_head"))
+    if both.empty:
+        return None
+    return compare_paired(list(both["actual_base"] == both["predicted_base"]),
+                          list(both["actual_head"] == both["predicted_head"]))
+
+
+def compare_models(base: Results, head: Results, changed: set[str]) -> list[ModelReport]:
+    """A ModelReport per model at either revision: head's order first, then removed ones."""
+    reports = []
+    for model in dict.fromkeys([*head.models, *base.models]):
+        base_val, base_test = _accuracies(base, model)
+        head_val, head_test = _accuracies(head, model)
+        numbers = {"base_val": base_val, "head_val": head_val, "base_test": base_test,
+                   "head_test": head_test}
+        if model not in base.models:
+            reports.append(ModelReport(model, **numbers, note="new: no base numbers"))
+        elif model not in head.models:
+            reports.append(ModelReport(model, **numbers, note="removed: no head numbers"))
+        elif differing := _unexplained(base, head, model, changed):
+            reports.append(ModelReport(model, **numbers, unexplained=differing,
+                                       note="not comparable"))
+        else:
+            reports.append(ModelReport(model, **numbers, paired=_paired(base, head, model)))
+    return reports
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def _change(report: ModelReport) -> str:
+    if report.note or not (report.base_test and report.head_test):
         return "-"
-    if percent:
-        return f"{value:+.1%}"
-    return f"{value:+.4f}" if signed else f"{value:.4f}"
+    return f"{report.head_test.value - report.base_test.value:+.4f}"
+
+
+def models_table(reports: Sequence[ModelReport]) -> str:
+    """The per-model table; numbers of models not comparable are shown, deltas are not."""
+    rows = []
+    for r in reports:
+        paired = r.paired if not r.note else None
+        rows.append({
+            "model": r.model,
+            "validation, base": _cell(r.base_val), "validation, head": _cell(r.head_val),
+            "test, base": _cell(r.base_test), "test, head": _cell(r.head_test),
+            "test change": _change(r),
+            "photos fixed": _cell(paired and paired.fixed),
+            "photos broken": _cell(paired and paired.broken),
+            "McNemar p": "-" if paired is None else f"{paired.p_value:.3g}",
+            "verdict": r.verdict,
+        })
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
 def render(
     *,
-    base: str,
-    head: str,
+    title: str,
+    provenance: Sequence[str],
     params: pd.DataFrame,
-    metrics: pd.DataFrame,
+    reports: Sequence[ModelReport],
     leaderboard: pd.DataFrame | None,
-    figures: Sequence[str],
+    figures: Sequence[str] = (),
 ) -> str:
-    """The report's Markdown: params diff, metrics diff, leaderboard, figures."""
-    lines = [f"# catsdogs: {head} vs {base}", ""]
-    lines += ["## Params", ""]
+    """The report's Markdown: how the numbers were made, params changed, per-model verdicts,
+    models not compared and why, the head's leaderboard, figures."""
+    lines = [f"# {title}", "", *provenance, ""]
+    lines += ["## Params this change sets", ""]
     if params.empty:
         lines += ["No parameter changes.", ""]
     else:
         lines += [params.astype(str).to_markdown(index=False, disable_numparse=True), ""]
     lines += ["## Accuracy per model", ""]
-    if metrics.empty:
-        lines += ["No metrics at either revision yet.", ""]
+    if not reports:
+        lines += ["No results at either revision yet.", ""]
     else:
-        if metrics["old"].isna().all():
-            lines += [f"The base ({base}) has no metrics yet; these are the new numbers.", ""]
-        elif (metrics["change"].fillna(0) == 0).all() and metrics["new"].notna().all():
-            lines += ["No metric changes.", ""]
-        shown = pd.DataFrame({
-            "model": metrics["model"], "metric": metrics["metric"],
-            "base": [_number(v) for v in metrics["old"]],
-            "head": [_number(v) for v in metrics["new"]],
-            "change": [_number(v, signed=True) for v in metrics["change"]],
-            "relative": [_number(v, percent=True) for v in metrics["relative"]],
-        })
-        lines += [shown.to_markdown(index=False, disable_numparse=True), ""]
+        percent = f"{CONFIDENCE:.0%}"
+        lines += [models_table(reports), "",
+                  f"Accuracies with their {percent} interval (Wilson). The verdict compares "
+                  "the two revisions' predictions on the same test photos: *fixed* photos the "
+                  "head gets right and the base got wrong, *broken* the reverse; p is the exact "
+                  f"McNemar test, and below {SIGNIFICANCE} a change is better or worse, else "
+                  "within noise.", ""]
+        blocked = [r for r in reports if r.unexplained]
+        if blocked:
+            lines += ["## Not compared", "",
+                      "These models' base and head numbers were made under settings that "
+                      "differ in ways this change does not explain, so no deltas are shown:", ""]
+            for r in blocked:
+                settings = "; ".join(f"`{key}` {old} (base) vs {new} (head)"
+                                     for key, (old, new) in r.unexplained.items())
+                lines += [f"- {r.model}: {settings}"]
+            lines += [""]
     if leaderboard is not None:
         lines += ["## Leaderboard (head)", "", leaderboard_markdown(leaderboard), ""]
     if figures:

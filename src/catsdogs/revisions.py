@@ -1,27 +1,32 @@
-"""Reading the pipeline's results at git revisions: the edge between `report` and git/DVC.
+"""git and DVC at the edge: files at revisions, clones, and `dvc` commands.
 
-Runs `git` and `dvc` in a repository and returns their answers: file contents at a
-revision (or the working tree), and the JSON of `dvc params diff` / `dvc metrics diff`.
+Runs `git` and `dvc` in a repository and returns their answers: a commit's id, a file's
+text at a revision (or in the working tree), a clone checked out at a revision, the output
+of a `dvc` command and the stages it ran. Used by `catsdogs report` and `pr-report`.
 """
 
 from __future__ import annotations
 
-import json
+import os
+import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+
+from catsdogs.errors import UserError
 
 
-class RevisionError(ValueError):
+class RevisionError(UserError):
     """A revision git does not know, or a git/DVC command that failed."""
 
 
-def _run(args: list[str], cwd: Path) -> str:
-    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
+def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
+    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env)
     if result.returncode != 0:
-        raise RevisionError(f"`{' '.join(args)}` failed: {result.stderr.strip()[-500:]}")
-    return result.stdout
+        output = (result.stdout + result.stderr).strip()
+        raise RevisionError(f"`{' '.join(args)}` failed in {cwd}: {output[-1500:]}")
+    return result.stdout + result.stderr
 
 
 def check_revision(repo: Path, rev: str) -> str:
@@ -35,6 +40,12 @@ def check_revision(repo: Path, rev: str) -> str:
         ) from None
 
 
+def changed_files(repo: Path) -> list[str]:
+    """Tracked files that differ from HEAD in the working tree."""
+    output = _run(["git", "status", "--porcelain", "--untracked-files=no"], repo)
+    return [line[3:] for line in output.splitlines() if line.strip()]
+
+
 def read_text(repo: Path, rev: str | None, path: str) -> str | None:
     """A file's text at `rev` (None: the working tree), or None where it does not exist."""
     if rev is None:
@@ -44,25 +55,40 @@ def read_text(repo: Path, rev: str | None, path: str) -> str | None:
     return result.stdout if result.returncode == 0 else None
 
 
-def list_files(repo: Path, rev: str | None, folder: str) -> list[str]:
-    """File names directly in `folder` at `rev` (None: the working tree)."""
-    if rev is None:
-        path = repo / folder
-        return sorted(p.name for p in path.iterdir() if p.is_file()) if path.is_dir() else []
-    out = subprocess.run(["git", "ls-tree", "--name-only", f"{rev}:{folder}"], cwd=repo,
-                         capture_output=True, text=True)
-    return sorted(out.stdout.split()) if out.returncode == 0 else []
+def reader(repo: Path, rev: str | None) -> Callable[[str], str | None]:
+    """read_text at one revision, as a function of the path alone."""
+    return lambda path: read_text(repo, rev, path)
 
 
-def dvc_diff(
-    repo: Path, kind: str, base: str, head: str | None, *, unchanged: bool = False
-) -> dict[str, Any]:
-    """`dvc params diff` or `dvc metrics diff` (kind) between base and head, as JSON.
+def folder_reader(folder: Path) -> Callable[[str], str | None]:
+    """The text of files under `folder`, by relative path; None where absent."""
+    def read(path: str) -> str | None:
+        file = folder / path
+        return file.read_text(encoding="utf-8") if file.is_file() else None
 
-    `unchanged` (--all) includes values that did not change, so every model gets a row.
-    """
-    # This interpreter's DVC: the one installed with catsdogs, activated venv or not.
-    args = [sys.executable, "-m", "dvc", kind, "diff", base, *([head] if head else []),
-            *(["--all"] if unchanged else []), "--json"]
-    out = _run(args, repo).strip()
-    return json.loads(out) if out else {}
+    return read
+
+
+def clone_at(repo: Path, rev: str, dest: Path) -> Path:
+    """A clone of `repo` in `dest`, checked out (detached) at commit `rev`."""
+    _run(["git", "clone", "-q", "--shared", "--no-checkout", str(repo), str(dest)], repo)
+    _run(["git", "checkout", "-q", "--detach", rev], dest)
+    return dest
+
+
+def dvc(repo: Path, *args: str) -> str:
+    """Run `dvc ARGS` in `repo` with this interpreter's DVC; its output (stdout and stderr)."""
+    # This interpreter's tools first on PATH: the stages' `python` must be the one that has
+    # catsdogs, whatever shell DVC runs them in.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return _run([sys.executable, "-m", "dvc", *args], repo, env=env)
+
+
+def has_remote(repo: Path) -> bool:
+    """Whether the repository configures a DVC remote."""
+    return bool(dvc(repo, "remote", "list").strip())
+
+
+def ran_stages(output: str) -> list[str]:
+    """The stages a `dvc repro` output says it ran, in order."""
+    return re.findall(r"Running stage '([^']+)'", output)
