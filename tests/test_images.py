@@ -119,3 +119,24 @@ def test_many_files_decode_in_order(tmp_path: Path) -> None:
     batch = read_images(paths, SIZE, max_pixels=DEFAULT_MAX_PIXELS)
     assert batch.shape == (3, SIZE, SIZE, 3)
     assert [int(image.mean()) for image in batch] == [10, 120, 240]
+
+
+def test_a_file_that_cannot_be_read_is_refused_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Root reads any file whatever its mode, so the operating system's refusal is simulated.
+    locked = tmp_path / "locked.jpg"
+    halves().save(locked, format="JPEG")
+    read_bytes = Path.read_bytes
+
+    def refuse(path: Path) -> bytes:
+        if path == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(ImageRefused) as refused:
+        read_image(locked, SIZE, max_pixels=DEFAULT_MAX_PIXELS)
+    assert refused.value.kind == "unreadable"
+    assert str(refused.value) == (f"{locked}: cannot be read (Permission denied); check that it "
+                                  "is a file you may read, or remove it")

@@ -76,8 +76,13 @@ def test_every_finetune_entry_continues_a_transfer_model() -> None:
 
 def test_finetuning_a_model_without_a_base_is_a_clear_error() -> None:
     cnn = model_spec(ZOO, next(n for n, e in ZOO.items() if e["arch"] == "cnn")).build((32, 32, 3))
-    with pytest.raises(ConfigError, match="no pretrained 'base' network to fine-tune"):
-        unfreeze_top(cnn, 10)
+    with pytest.raises(ConfigError, match="no pretrained 'base' network to fine-tune; "
+                       "'finetune.m9.init_from' must name a transfer model"):
+        unfreeze_top(cnn, 10, where="finetune.m9")
+    _, entry = transfer_entry(PARAMS)
+    transfer = model_spec({"t": entry}, "t").build((32, 32, 3))
+    with pytest.raises(ConfigError, match=r"'finetune.m9.fine_tune_at' must be in \[0, 154\)"):
+        unfreeze_top(transfer, 500, where="finetune.m9")
 
 
 def test_frozen_features_split_only_where_the_base_is_frozen() -> None:
@@ -101,6 +106,11 @@ def test_unknown_model_lists_the_zoo() -> None:
     first, second = list(ZOO)[:2]
     with pytest.raises(ConfigError, match=f"unknown model 'm9'; choose from: {first}, {second}"):
         model_spec(ZOO, "m9")
+    # A job may be any entry, so its message lists the fine-tuned models too.
+    params = project_params()
+    with pytest.raises(ConfigError, match="unknown model 'm9'; choose from: .*, " + ", ".join(
+            params["finetune"]) + "$"):
+        training_job(params, "m9")
 
 
 def test_unknown_architecture_lists_the_valid_ones() -> None:
@@ -116,7 +126,7 @@ def test_unknown_architecture_lists_the_valid_ones() -> None:
         ({"flip": "sideways"}, "'models.x.flip' must be"),
         ({"colour": 1}, "unknown setting 'models.x.colour'; valid settings: blocks, dense_units"),
         ({"learning_rate": "fast"}, "'models.x.learning_rate' must be float"),
-        ({"optimizer": "adagrad"}, "unknown optimizer 'adagrad'; choose from: adam, rmsprop, sgd"),
+        ({"optimizer": "adagrad"}, "'models.x.optimizer' must be one of 'adam', 'rmsprop', 'sgd', got 'adagrad'"),
         ({"dropout": 1.5}, "setting 'models.x.dropout' must be in [0, 1), got 1.5"),
         ({"dropout": 1}, "setting 'models.x.dropout' must be in [0, 1), got 1"),
         ({"rotation": -0.1}, "setting 'models.x.rotation' must be in [0, 1], got -0.1"),

@@ -50,7 +50,7 @@ def test_folder_recursively_as_json(model_dir: Path, photos: Path) -> None:
     assert {Path(r["path"]).parent.name for r in rows} == {"cats", "dogs"}
     for row in rows:
         assert 0.0 <= row["probability_dog"] <= 1.0
-        assert row["label"] == ("dog" if row["probability_dog"] >= 0.5 else "cat")
+        assert row["label"] == ("dog" if row["probability_dog"] > 0.5 else "cat")
 
 
 def test_same_answers_whatever_the_batch_size(model_dir: Path, photos: Path) -> None:
@@ -164,3 +164,9 @@ def test_prediction_input_is_the_upright_decoded_image(tmp_path: Path) -> None:
     assert np.abs(seen[0] - seen[1]).max() <= 3  # and that is the upright picture
     missing = list(classify(Recorder(), [tmp_path / "gone.jpg"], max_pixels=DEFAULT_MAX_PIXELS))
     assert missing == [Skipped(str(tmp_path / "gone.jpg"), "missing", "no such file or folder")]
+    # In a folder, what is neither a folder nor a file (a broken link) is named, not dropped.
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    [broken] = list(classify(Recorder(), [folder], max_pixels=DEFAULT_MAX_PIXELS))
+    assert (broken.path, broken.kind) == (str(folder / "gone.jpg"), "not a file")

@@ -69,6 +69,24 @@ def test_corrupt_jpeg_text_file_and_empty_file_are_excluded_and_listed(tree: Pat
     assert (result.manifest.split == "train").sum() == 24
 
 
+def test_a_file_that_cannot_be_read_is_excluded_and_listed(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    locked = tree / TOP / "train/dogs/dog.3.jpg"
+    read_bytes = Path.read_bytes
+
+    def refuse(path: Path) -> bytes:  # root reads any file: the refusal is simulated
+        if path == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    result = build_manifest(tree, test_every=5, strict=False)
+    assert result.excluded.to_dict("records") == [
+        {"path": f"{TOP}/train/dogs/dog.3.jpg", "reason": "cannot be read (Permission denied)"}]
+    assert (result.manifest.split == "train").sum() == 23
+
+
 def test_strict_makes_a_bad_file_an_error_naming_it(tree: Path) -> None:
     (tree / TOP / "validation/dogs/readme.txt").write_text("hello")
     with pytest.raises(DataError, match="readme.txt.*split.strict"):

@@ -91,6 +91,8 @@ def section(params: Mapping[str, Any], name: str) -> Mapping[str, Any]:
 def _type_name(annotation: Any) -> str:
     if typing.get_origin(annotation) is Annotated:
         return _type_name(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) is typing.Literal:
+        return "one of " + ", ".join(repr(choice) for choice in typing.get_args(annotation))
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 

@@ -55,6 +55,15 @@ def _prepare_pillow() -> None:
     register_heif_opener()
 
 
+def read_file_bytes(path: Path | str) -> bytes:
+    """The bytes of an image file; a file that cannot be read (permissions, I/O) is refused."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise ImageRefused(path, "unreadable", f"cannot be read ({error.strerror or error})",
+                           "check that it is a file you may read, or remove it") from None
+
+
 def read_image(
     path: Path | str,
     size: int,
@@ -72,7 +81,7 @@ def read_image(
     saves time and memory; resizing is bilinear. Raises ImageRefused.
     """
     _prepare_pillow()
-    data = Path(path).read_bytes() if data is None else data
+    data = read_file_bytes(path) if data is None else data
     if not data:
         raise ImageRefused(path, "empty file", "empty file",
                            "remove it or replace it with the real photo")

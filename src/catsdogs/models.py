@@ -11,7 +11,6 @@ builder here plus an `ARCHITECTURES` entry; a zoo entry in params.yaml then uses
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -20,8 +19,6 @@ import keras
 from keras import layers
 
 from catsdogs.config import ConfigError, Range
-
-log = logging.getLogger(__name__)
 
 Flip = Literal["none", "horizontal", "vertical", "horizontal_and_vertical"]
 Rescale = Literal["none", "mobilenet_v2"]
@@ -155,18 +152,23 @@ ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
 }
 
 
-def unfreeze_top(model: keras.Model, fine_tune_at: int) -> keras.Model:
-    """Make the pretrained base trainable from layer `fine_tune_at` on (the tutorial's phase 2)."""
+def unfreeze_top(model: keras.Model, fine_tune_at: int, where: str = "finetune.<name>"
+                 ) -> keras.Model:
+    """Make the pretrained base trainable from layer `fine_tune_at` on (the tutorial's phase 2).
+
+    `where` is the params entry the settings come from, named in errors.
+    """
     try:
         base = model.get_layer(BASE_LAYER)
     except ValueError as error:
         raise ConfigError(
             f"model '{model.name}' has no pretrained '{BASE_LAYER}' network to fine-tune; "
-            "init_from must name a transfer model"
+            f"'{where}.init_from' must name a transfer model"
         ) from error
     if not 0 <= fine_tune_at < len(base.layers):
         raise ConfigError(
-            f"fine_tune_at must be in [0, {len(base.layers)}) for this base, got {fine_tune_at}"
+            f"setting '{where}.fine_tune_at' must be in [0, {len(base.layers)}) for this base, "
+            f"got {fine_tune_at}"
         )
     base.trainable = True
     for layer in base.layers[:fine_tune_at]:

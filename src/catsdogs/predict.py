@@ -51,9 +51,12 @@ def iter_files(paths: Sequence[Path]) -> Iterator[Path | Skipped]:
     for path in paths:
         if path.is_dir():
             for child in sorted(path.rglob("*")):
-                if not child.is_file():
+                if child.is_dir():
                     continue
-                if child.suffix.lower() in SUFFIXES:
+                if not child.is_file():
+                    yield Skipped(str(child), "not a file", "not a regular file (a broken link, "
+                                  "a socket or a device); point to the photo itself")
+                elif child.suffix.lower() in SUFFIXES:
                     yield child
                 else:
                     ending = child.suffix or "no file name extension"
@@ -108,7 +111,7 @@ def classify(
         outputs = np.asarray(model.predict_on_batch(images.astype(np.float32)), dtype=np.float64).ravel()
         probabilities = outputs if gives_probability else sigmoid(outputs)
         for path, probability in zip(batch_paths, probabilities, strict=True):
-            yield Prediction(str(path), LABELS[int(probability >= PROBABILITY_THRESHOLD)], round(float(probability), 6))
+            yield Prediction(str(path), LABELS[int(probability > PROBABILITY_THRESHOLD)], round(float(probability), 6))
 
 
 def skip_summary(skipped: Sequence[Skipped], named: int) -> list[str]:

@@ -25,7 +25,7 @@ from PIL import Image
 from catsdogs.config import Range
 from catsdogs.dataset import CLASSES, LABELS, MANIFEST_COLUMNS, SOURCE_SPLITS, SPLITS
 from catsdogs.errors import UserError
-from catsdogs.images import DEFAULT_MAX_PIXELS, ImageRefused, read_image
+from catsdogs.images import DEFAULT_MAX_PIXELS, ImageRefused, read_file_bytes, read_image
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +73,10 @@ def find_dataset_root(images_dir: Path) -> Path:
 
 def inspect_image(path: Path, *, max_pixels: int) -> tuple[str | None, dict[str, Any]]:
     """Decode one file as training will; return (why it is unusable or None, facts about it)."""
-    data = path.read_bytes()  # once: hashed here, decoded from memory
-    facts: dict[str, Any] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    facts: dict[str, Any] = {}
     try:
+        data = read_file_bytes(path)  # once: hashed here, decoded from memory
+        facts.update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
         read_image(path, CHECK_SIZE, max_pixels=max_pixels, data=data)
     except ImageRefused as refused:
         return refused.reason, facts

@@ -17,7 +17,7 @@ import json
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import keras
 
@@ -45,14 +45,9 @@ FINETUNE_TRAIN_KEYS = ("batch_size", "epochs", "precision")
 class OptimizerConfig:
     """A zoo entry's optimizer and learning rate."""
 
-    optimizer: str = "adam"
+    # The names of OPTIMIZERS, so the checked path words a wrong one with its params key.
+    optimizer: Literal[tuple(OPTIMIZERS)] = "adam"  # type: ignore[valid-type]
     learning_rate: Annotated[float, Range(0, low_open=True)] = 1e-3
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(
-                f"unknown optimizer '{self.optimizer}'; choose from: {', '.join(OPTIMIZERS)}"
-            )
 
     def build(self) -> keras.optimizers.Optimizer:
         """A fresh Keras optimizer."""
@@ -180,6 +175,8 @@ class TrainingJob:
 
 def training_job(params: Mapping[str, Any], name: str) -> TrainingJob:
     """The job of zoo entry `name` (of `models` or `finetune`), every setting checked."""
+    if name not in entry_names(params):
+        raise ConfigError(f"unknown model '{name}'; choose from: {', '.join(entry_names(params))}")
     train = read_section(params, "train", TrainConfig)
     seed = read_seed(params)
     finetune = params.get("finetune") or {}
