@@ -29,16 +29,21 @@ def test_each_policy_trains_and_the_saved_model_predicts_in_float32(
     name = next(iter(params["models"]))
     params["models"][name]["precision"] = precision
     policies: set[str] = set()
+    loss_scaled: list[bool] = []
     compile_model = training.compile_model
 
     def spy(model: keras.Model, optimizer=None) -> keras.Model:  # the model as it trains
         policies.update(layer.dtype_policy.name for layer in model.layers[1:])
-        return compile_model(model, optimizer)
+        compiled = compile_model(model, optimizer)
+        loss_scaled.append(isinstance(compiled.optimizer, keras.optimizers.LossScaleOptimizer))
+        return compiled
 
     monkeypatch.setattr(training, "compile_model", spy)
     model, result = train_model(training_job(params, name), manifest, extracted)
     assert np.isfinite(result.history["loss"]).all()
     assert policies == {precision, "float32"}  # the logit stays float32
+    # float16's narrow range needs loss scaling; bfloat16 has float32's range and none.
+    assert loss_scaled == [precision == "mixed_float16"]
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
     assert {layer.dtype_policy.name for layer in loaded.layers} == {"float32"}

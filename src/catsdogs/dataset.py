@@ -22,7 +22,8 @@ SPLITS = ("train", "validation", "test")
 # label_index 0 is cat, 1 is dog, the positive class.
 CLASSES = {"cats": "cat", "dogs": "dog"}
 LABELS = tuple(CLASSES.values())
-# A logit at or above this means dog; as a probability (the sigmoid of it), 0.5 and up.
+# A logit above this means dog (a probability, its sigmoid, above 0.5): strictly above, as
+# Keras' BinaryAccuracy reads it, so training's accuracy and evaluation agree at exactly 0.
 LOGIT_THRESHOLD = 0.0
 PROBABILITY_THRESHOLD = 0.5
 
@@ -37,7 +38,7 @@ class ManifestError(UserError):
 
 def predicted_index(logits: np.ndarray) -> np.ndarray:
     """Label indices (0 cat, 1 dog) for an array of logits."""
-    return (np.asarray(logits) >= LOGIT_THRESHOLD).astype(int)
+    return (np.asarray(logits) > LOGIT_THRESHOLD).astype(int)
 
 
 def read_manifest(path: Path) -> pd.DataFrame:

@@ -18,8 +18,10 @@ import keras
 
 from catsdogs.models import LOGIT_LAYER
 from catsdogs.train_config import Precision
-# Measured by benchmarks/train_speed.py --precision on a 2-core AMD EPYC with AVX512_BF16:
-# mixed_bfloat16 over float32, training images per second of the small CNNs (M1-M3).
+
+# mixed_bfloat16 over float32: images per second of M1's training step on batches in memory,
+# on a 2-core AMD EPYC with AVX512_BF16 (the probe in issue 14). Accuracy at that setting is
+# for benchmarks/train_speed.py --precision to measure on the machine at hand.
 MEASURED_BF16_SPEEDUP = 1.8
 # CPU flags (from /proc/cpuinfo) that mean native bfloat16 arithmetic.
 BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
@@ -46,17 +48,17 @@ def with_precision(model: keras.Model, precision: Precision) -> keras.Model:
         return model
     clone = model.__class__.from_config(converted)
     clone.set_weights(model.get_weights())
-    for original, copy in zip(_all_layers(model), _all_layers(clone), strict=True):
+    for original, copy in zip(all_layers(model), all_layers(clone), strict=True):
         copy.trainable = original.trainable  # trainable flags are not all in the config
     return clone
 
 
-def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
+def all_layers(model: keras.Model) -> list[keras.layers.Layer]:
     layers = []
     for layer in model.layers:
         layers.append(layer)
         if isinstance(layer, keras.Model):
-            layers.extend(_all_layers(layer))
+            layers.extend(all_layers(layer))
     return layers
 
 
@@ -104,6 +106,6 @@ def hardware_note(
                 f"trains slower than float32, not faster; set {setting}: float32")
     if precision == "float32" and native("mixed_bfloat16", flags=flags, gpus=gpus):
         return ("hint", f"this machine computes bfloat16 natively: {setting}: mixed_bfloat16 "
-                f"trained the small CNNs {MEASURED_BF16_SPEEDUP}x faster at equal accuracy on a "
-                "2-core CPU with AVX512_BF16 (benchmarks/README.md)")
+                f"ran M1's training step {MEASURED_BF16_SPEEDUP}x faster on a "
+                "2-core CPU with AVX512_BF16; benchmarks/train_speed.py --precision measures it here")
     return None

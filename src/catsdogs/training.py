@@ -31,7 +31,9 @@ from catsdogs.config import ConfigError
 from catsdogs.data import image_dataset
 from catsdogs.dataset import LOGIT_THRESHOLD, split_rows
 from catsdogs.models import count_params, unfreeze_top
-from catsdogs.precision import cpu_flags, gpu_capabilities, hardware_note, with_precision
+from catsdogs.precision import (
+    all_layers, cpu_flags, gpu_capabilities, hardware_note, with_precision,
+)
 from catsdogs.serving import input_size, load_model_file
 from catsdogs.train_config import Strategy
 from catsdogs.zoo import OptimizerConfig, TrainingJob
@@ -48,17 +50,22 @@ def logit_loss(reduction: str = "sum_over_batch_size") -> keras.losses.Loss:
 
 
 def logit_accuracy() -> keras.metrics.Metric:
-    """Accuracy with a logit at or above LOGIT_THRESHOLD read as dog."""
+    """Accuracy with a logit above LOGIT_THRESHOLD read as dog (Keras compares with `>`)."""
     return keras.metrics.BinaryAccuracy(name="accuracy", threshold=LOGIT_THRESHOLD)
 
 
 def compile_model(model: keras.Model, optimizer: OptimizerConfig | None = None) -> keras.Model:
     """Compile for one logit with `logit_loss()` and `logit_accuracy()`.
 
-    Without `optimizer` the model gets Keras' default optimizer: enough to evaluate it.
+    Without `optimizer` the model gets Keras' default optimizer: enough to evaluate it. A
+    model computing in float16 gets loss scaling, so small gradients do not underflow: Keras
+    adds it only for a model whose own policy is mixed_float16, and a Functional model
+    rebuilt by `with_precision` keeps a float32 policy of its own.
     """
-    model.compile(optimizer=optimizer.build() if optimizer else "rmsprop", loss=logit_loss(),
-                  metrics=[logit_accuracy()])
+    built = optimizer.build() if optimizer else "rmsprop"
+    if optimizer and any(layer.compute_dtype == "float16" for layer in all_layers(model)):
+        built = keras.optimizers.LossScaleOptimizer(built)
+    model.compile(optimizer=built, loss=logit_loss(), metrics=[logit_accuracy()])
     return model
 
 
@@ -179,7 +186,7 @@ class _InterruptsThatStick(keras.callbacks.Callback):
 
 
 class _EpochTimer(keras.callbacks.Callback):
-    """Wall time of each epoch's training pass, validation included."""
+    """Wall time of each whole epoch: its training pass and its validation."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -246,6 +253,8 @@ class FitResult:
             "best_epoch": int(best["epoch"]),
             "seconds": round(self.seconds, 3),
             "seconds_per_epoch": round(float(steady.mean()), 3),
+            # Over whole epochs, validation included: what a user waits for, not the step's
+            # speed (M4 validates almost free, on its frozen features).
             "images_per_second": round(self.train_images / float(steady.mean()), 2),
         }
 
@@ -272,7 +281,7 @@ def _fit_multi_worker(
     total = tf.distribute.ReduceOp.SUM
 
     def tallies(labels: tf.Tensor, logits: tf.Tensor, losses: tf.Tensor) -> tuple:
-        predicted = tf.cast(logits >= LOGIT_THRESHOLD, labels.dtype)
+        predicted = tf.cast(logits > LOGIT_THRESHOLD, labels.dtype)
         correct = tf.reduce_sum(tf.cast(tf.equal(predicted, labels), tf.float32))
         return tf.reduce_sum(losses), correct, tf.cast(tf.shape(labels)[0], tf.float32)
 
@@ -377,7 +386,7 @@ def initial_model(job: TrainingJob, init_from: Path | None) -> keras.Model:
             f"'{init_from}' takes {input_size(model)} px images, but params give "
             f"'{job.finetune.init_from}' {job.config.image_size} px; run its train stage again"
         )
-    return unfreeze_top(model, job.finetune.fine_tune_at)
+    return unfreeze_top(model, job.finetune.fine_tune_at, where=f"finetune.{job.name}")
 
 
 def train_model(
