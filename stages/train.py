@@ -72,23 +72,25 @@ def main(params_path: str, name: str, manifest: Path, images: Path, init_from: P
         summary = train_metrics(job, model, result)
         example_path = images / split_rows(rows, "validation")["path"].iloc[0]
         example = read_image(example_path, job.config.image_size, max_pixels=None)[None]
-        figures.training_figures(result.history, augmentation_examples(model, example[0]),
-                                 figures_dir, name)
-        write_csv(history_path, result.history)
+        # The model goes to MLflow before any output is replaced: a tracking failure then
+        # leaves last run's outputs whole, never a mix of old and new.
         # The final epoch's curves are linked to the LoggedModel; the rest are run metrics.
         tracking.log_metrics({k: v for k, v in summary.items()
                               if k not in {"loss", "accuracy", "val_loss", "val_accuracy"}})
         tracking.log_text(summary_text(model), "model_summary.txt")
-        tracking.log_artifact(history_path, "history")
-        for png in sorted(figures_dir.glob("*.png")):
-            tracking.log_artifact(png, "figures")
         model_id = tracking.log_keras_model(with_probability(model), name=name,
                                             input_example=example.astype("float32"),
                                             step=summary["epochs"])
+        figures.training_figures(result.history, augmentation_examples(model, example[0]),
+                                 figures_dir, name)
+        write_csv(history_path, result.history)
         with atomic_dir(out) as tmp:
             model.save(tmp / MODEL_FILE)
             tracking.write_ids(tmp, run_id, model_id)
         write_json(metrics_path, summary)
+        tracking.log_artifact(history_path, "history")
+        for png in sorted(figures_dir.glob("*.png")):
+            tracking.log_artifact(png, "figures")
     click.echo(f"{name}: val_accuracy {summary['val_accuracy']:.4f} after {summary['epochs']} "
                f"epochs, {summary['images_per_second']:.0f} images/s.", err=True)
 

@@ -137,3 +137,36 @@ def test_a_model_arrives_on_a_tracking_server_with_its_data_and_registry_entry(
     assert result.exit_code == 0, result.output
     versions = rest(mlflow_server, "model-versions/search", filter="name='catsdogs'")["model_versions"]
     assert [v["version"] for v in versions] == [version["version"]]
+
+
+def test_ctrl_c_while_a_run_starts_ends_it_killed(tmp_path: Path, monkeypatch) -> None:
+    # A Ctrl-C raised before the run's block was entered would leave ending the run to
+    # MLflow's exit hook, which ends it FINISHED; a second Ctrl-C while the run ends must not
+    # cut its ending in half.
+    import os
+    import signal
+
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    tracking.connect()
+    start_run, set_terminated = mlflow.start_run, MlflowClient.set_terminated
+
+    def interrupted_start(*args, **kwargs):
+        active = start_run(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)  # arrives while the store write is held
+        return active
+
+    def interrupted_end(self, run_id, status=None):
+        os.kill(os.getpid(), signal.SIGINT)
+        return set_terminated(self, run_id, status)
+
+    monkeypatch.setattr(mlflow, "start_run", interrupted_start)
+    monkeypatch.setattr(MlflowClient, "set_terminated", interrupted_end)
+    body_ran = []
+    with pytest.raises(KeyboardInterrupt), tracking.run("interrupted") as run_id:
+        body_ran.append(run_id)
+    assert body_ran == []  # the interrupt came before the block, once the run had started
+    [run] = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("catsdogs").experiment_id])
+    assert (run.info.run_name, run.info.status) == ("interrupted", "KILLED")
+    assert mlflow.active_run() is None  # ended here, nothing left for the exit hook

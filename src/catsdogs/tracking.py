@@ -201,20 +201,27 @@ def run(name: str, *, tags: Mapping[str, str] | None = None) -> Iterator[str]:
 
     The run ends when the block does: its duration in `mlflow ui` is the block's.
     """
-    active = _write(lambda: mlflow.start_run(run_name=name, tags=dict(tags or {})))
-    run_id = active.info.run_id
+    run_id = None
     status = "FAILED"
     try:
+        # A Ctrl-C while the run starts is held until it has started and can be ended
+        # KILLED here; raised any earlier, MLflow's exit hook would end it FINISHED.
+        with _holding_interrupts():
+            active = _write(lambda: mlflow.start_run(run_name=name, tags=dict(tags or {})))
+            run_id = active.info.run_id
         yield run_id
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"  # Ctrl-C is the user's choice, not a failure: say so in mlflow ui
         raise
     finally:
-        # The status first, by run id: mlflow.end_run forgets the active run before it
-        # writes, so a retried end_run after a locked-database error would write nothing.
-        _write(lambda: MlflowClient().set_terminated(run_id, status))
-        _write(lambda: mlflow.end_run(status))
+        if run_id is not None:
+            # Both writes or neither: a second Ctrl-C waits for the end of both. The status
+            # first, by run id: mlflow.end_run forgets the active run before it writes, so a
+            # retried end_run after a locked-database error would write nothing.
+            with _holding_interrupts():
+                _write(lambda: MlflowClient().set_terminated(run_id, status))
+                _write(lambda: mlflow.end_run(status))
 
 
 def known_run(run_id: str | None) -> bool:
