@@ -280,3 +280,17 @@ def test_workflows_validate_against_the_github_schema() -> None:
         [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows",
          *map(str, workflows)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_warning_on_stderr_is_not_a_remote(tmp_path: Path, monkeypatch) -> None:
+    # DVC prints notices (an update is available, a deprecation) on stderr: only stdout answers.
+    from catsdogs import revisions
+
+    def dvc_says(args, **kwargs):
+        return subprocess.CompletedProcess(args, 0, stdout="", stderr="WARNING: update available\n")
+
+    monkeypatch.setattr(revisions.subprocess, "run", dvc_says)
+    assert revisions.has_remote(tmp_path) is False
+    monkeypatch.setattr(revisions.subprocess, "run", lambda args, **kwargs: subprocess.CompletedProcess(
+        args, 0, stdout="shared\t/mnt/remote\n", stderr=""))
+    assert revisions.has_remote(tmp_path) is True

@@ -52,7 +52,7 @@ def made_as_committed(repo: Path) -> Made:
         raise RevisionError(f"the working tree has uncommitted changes ({', '.join(changes[:5])}); "
                             "commit or stash them: the report compares commits")
     dvc(repo, "pull", "--allow-missing")
-    return Made(reader(repo, None), tuple(ran_stages(dvc(repo, "repro"))))
+    return Made(reader(repo, None), tuple(ran_stages(dvc(repo, "repro", with_stderr=True))))
 
 
 def made_with_profile(
@@ -71,7 +71,7 @@ def made_with_profile(
         params = yaml.safe_load(params_file.read_text(encoding="utf-8"))
         params_file.write_text(yaml.safe_dump(apply_profile(params, overrides), sort_keys=False),
                                encoding="utf-8")
-        ran = tuple(ran_stages(dvc(clone, "repro")))
+        ran = tuple(ran_stages(dvc(clone, "repro", with_stderr=True)))
         with atomic_dir(kept) as out:
             for name in KEPT:
                 source = clone / name

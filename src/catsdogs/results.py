@@ -23,8 +23,7 @@ from catsdogs.config import flatten
 Reader = Callable[[str], "str | None"]
 # The dvc.yaml stage groups whose params make a model's numbers.
 MODEL_STAGES = ("train", "finetune", "evaluate", "evaluate_finetune")
-# Files a Results is read from, relative to the repository root.
-RESULT_FILES = ("dvc.lock", "params.yaml", "metrics/data.json", "metrics/leaderboard.csv")
+# Each model's files a Results reads, relative to the repository root.
 MODEL_FILES = ("metrics/train/{}.json", "metrics/eval/{}.json", "metrics/predictions/{}.csv",
                "metrics/history/{}.csv")
 

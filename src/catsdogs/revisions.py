@@ -21,12 +21,15 @@ class RevisionError(UserError):
     """A revision git does not know, or a git/DVC command that failed."""
 
 
-def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env)
+def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None, *,
+         with_stderr: bool = False) -> str:
+    """The command's stdout, which callers parse (a warning on stderr must not pass for an
+    answer); `with_stderr` adds stderr after it, for logs such as `dvc repro`'s."""
+    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env, check=False)
     if result.returncode != 0:
         output = (result.stdout + result.stderr).strip()
         raise RevisionError(f"`{' '.join(args)}` failed in {cwd}: {output[-1500:]}")
-    return result.stdout + result.stderr
+    return result.stdout + result.stderr if with_stderr else result.stdout
 
 
 def check_revision(repo: Path, rev: str) -> str:
@@ -76,12 +79,13 @@ def clone_at(repo: Path, rev: str, dest: Path) -> Path:
     return dest
 
 
-def dvc(repo: Path, *args: str) -> str:
-    """Run `dvc ARGS` in `repo` with this interpreter's DVC; its output (stdout and stderr)."""
+def dvc(repo: Path, *args: str, with_stderr: bool = False) -> str:
+    """Run `dvc ARGS` in `repo` with this interpreter's DVC; its stdout (and stderr after it,
+    with `with_stderr`)."""
     # This interpreter's tools first on PATH: the stages' `python` must be the one that has
     # catsdogs, whatever shell DVC runs them in.
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return _run([sys.executable, "-m", "dvc", *args], repo, env=env)
+    return _run([sys.executable, "-m", "dvc", *args], repo, env=env, with_stderr=with_stderr)
 
 
 def has_remote(repo: Path) -> bool:
