@@ -43,7 +43,10 @@ def test_mismatched_inputs_are_refused() -> None:
 
 
 def test_predictions_table_labels_and_probability() -> None:
-    table = predictions_table(["a.jpg", "b.jpg"], np.array([0, 1]), np.array([0.0, -2.0]))
-    assert list(table["actual"]) == ["cat", "dog"]
-    assert list(table["predicted"]) == ["dog", "cat"]  # logit 0 -> probability 0.5 -> dog
-    assert table["probability_dog"].tolist() == pytest.approx([0.5, float(sigmoid(-2.0))], abs=1e-6)
+    table = predictions_table(["a.jpg", "b.jpg", "c.jpg"], np.array([0, 1, 1]),
+                              np.array([0.0, -2.0, 0.01]))
+    assert list(table["actual"]) == ["cat", "dog", "dog"]
+    # Dog strictly above logit 0 (probability 0.5), as Keras' accuracy counted it in training.
+    assert list(table["predicted"]) == ["cat", "cat", "dog"]
+    assert table["probability_dog"].tolist() == pytest.approx(
+        [0.5, float(sigmoid(-2.0)), float(sigmoid(0.01))], abs=1e-6)
