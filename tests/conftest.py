@@ -52,6 +52,12 @@ def write_dataset_zip(path: Path, extra: dict[str, bytes] | None = None) -> Path
     return path
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first: across pytest-xdist's workers the longest ones then start at
+    once, instead of one of them running alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def dataset_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A synthetic data set zip, built once per test session."""
