@@ -170,3 +170,37 @@ def test_ctrl_c_while_a_run_starts_ends_it_killed(tmp_path: Path, monkeypatch) -
     [run] = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("catsdogs").experiment_id])
     assert (run.info.run_name, run.info.status) == ("interrupted", "KILLED")
     assert mlflow.active_run() is None  # ended here, nothing left for the exit hook
+
+
+def test_ctrl_c_that_a_library_rewords_still_ends_the_run_killed(tmp_path: Path, monkeypatch) -> None:
+    # Seen once in 20 interrupted `dvc repro` runs under load: the interrupt landed in
+    # TensorFlow's device scope, whose exit raised RuntimeError with it as the context.
+    from catsdogs.stage_support import fails_clearly
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    tracking.connect()
+
+    @fails_clearly
+    def stage() -> None:
+        with tracking.run("reworded"):
+            try:
+                raise KeyboardInterrupt
+            finally:
+                raise RuntimeError("Exiting device scope without proper scope nesting")
+
+    with pytest.raises(KeyboardInterrupt):  # the stage still dies of Ctrl-C
+        stage()
+    [run] = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("catsdogs").experiment_id])
+    assert (run.info.run_name, run.info.status) == ("reworded", "KILLED")
+
+
+def test_a_failure_is_not_taken_for_ctrl_c() -> None:
+    from catsdogs.errors import interrupted
+
+    try:
+        try:
+            raise ValueError("inner")
+        finally:
+            raise RuntimeError("outer")
+    except RuntimeError as error:
+        assert not interrupted(error)

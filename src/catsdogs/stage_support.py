@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from catsdogs.errors import UserError
+from catsdogs.errors import UserError, interrupted
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -39,6 +39,10 @@ def fails_clearly(command: F) -> F:
             return command(*args, **kwargs)
         except UserError as error:
             raise click.ClickException(str(error)) from error
+        except Exception as error:
+            if interrupted(error):  # Ctrl-C that a library reworded: still Ctrl-C
+                raise KeyboardInterrupt from error
+            raise
 
     return wrapper  # type: ignore[return-value]
 

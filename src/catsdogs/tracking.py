@@ -38,7 +38,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from catsdogs.config import flatten
-from catsdogs.errors import UserError
+from catsdogs.errors import UserError, interrupted
 
 log = logging.getLogger(__name__)
 
@@ -211,8 +211,9 @@ def run(name: str, *, tags: Mapping[str, str] | None = None) -> Iterator[str]:
             run_id = active.info.run_id
         yield run_id
         status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"  # Ctrl-C is the user's choice, not a failure: say so in mlflow ui
+    except BaseException as error:
+        if interrupted(error):  # Ctrl-C is the user's choice, not a failure: say so in mlflow ui
+            status = "KILLED"
         raise
     finally:
         if run_id is not None:
