@@ -40,6 +40,9 @@ def main() -> None:
                         help="JSON overrides of the fine-tune entry; give several. '{}' is as committed.")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/finetune_sweep.json"))
+    parser.add_argument("--parents", type=Path, default=None,
+                        help="Keep the trained parents here and reuse them in later sweeps "
+                             "(a parent is reused only if its params are unchanged).")
     args = parser.parse_args()
 
     params = load_params(ROOT / "params.yaml")
@@ -60,11 +63,8 @@ def main() -> None:
         for seed in args.seeds:
             run_params = copy.deepcopy(params)
             run_params["seed"] = seed
-            model, fit = train_model(training_job(run_params, parent), manifest, images)
-            folder = Path(tmp) / f"{parent}-{seed}"
-            folder.mkdir()
-            model.save(folder / MODEL_FILE)
-            parent_val = float(fit.history["val_accuracy"].iloc[-1])
+            folder = (args.parents or Path(tmp)) / f"{parent}-{seed}"
+            parent_val = trained_parent(run_params, parent, manifest, images, folder)
             results["parent_runs"].append({"seed": seed, "val_accuracy": parent_val})
             print(f"{parent} seed {seed}: val {parent_val:.4f}", file=sys.stderr, flush=True)
             for candidate, record in zip(candidates, results["candidates"], strict=True):
@@ -91,6 +91,24 @@ def main() -> None:
     results["parent_mean_val_accuracy"] = round(parent_mean, 4)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written to {args.out}", file=sys.stderr)
+
+
+def trained_parent(params: dict, parent: str, manifest, images: Path, folder: Path) -> float:
+    """Train `parent` as `params` say into `folder`, or reuse one trained there with the same
+    params; its final validation accuracy."""
+    record = folder / "parent.json"
+    recipe = {"seed": params["seed"], "train": params["train"], "entry": params["models"][parent]}
+    if record.is_file() and (folder / MODEL_FILE).is_file():
+        kept = json.loads(record.read_text())
+        if kept["recipe"] == recipe:
+            print(f"{parent} seed {params['seed']}: reusing {folder}", file=sys.stderr, flush=True)
+            return kept["val_accuracy"]
+    model, fit = train_model(training_job(params, parent), manifest, images)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / MODEL_FILE)
+    val = float(fit.history["val_accuracy"].iloc[-1])
+    record.write_text(json.dumps({"recipe": recipe, "val_accuracy": val}, indent=2) + "\n")
+    return val
 
 
 if __name__ == "__main__":
