@@ -62,8 +62,27 @@ def test_finetune_unfreezes_the_base_from_a_layer_on() -> None:
     model = model_spec(ZOO, name).build((32, 32, 3))
     base = unfreeze_top(model, 100).get_layer(BASE_LAYER)
     assert not any(layer.trainable for layer in base.layers[:100])
-    assert base.layers[100].trainable and base.layers[-1].trainable
-    assert count_params(model)["trainable"] == 2_025_537  # the tutorial's phase 2
+    top = base.layers[100:]
+    assert all(layer.trainable != isinstance(layer, keras.layers.BatchNormalization) for layer in top)
+    # The tutorial's phase 2 trains 2,025,537, of which 21,824 are BatchNorm scales and offsets.
+    assert count_params(model)["trainable"] == 2_003_713
+
+
+def test_finetuning_keeps_the_base_batchnorm_statistics() -> None:
+    name, entry = transfer_entry(PARAMS)
+    job = training_job(PARAMS, name)
+    model = compile_model(unfreeze_top(vivid_transfer(entry), 100), job.optimizer)
+    base = model.get_layer(BASE_LAYER)
+    conv = next(layer for layer in base.layers[100:] if isinstance(layer, keras.layers.Conv2D))
+    norms = [layer for layer in base.layers[100:] if isinstance(layer, keras.layers.BatchNormalization)]
+    moving_before = [norm.moving_mean.numpy().copy() for norm in norms]
+    kernel_before = conv.kernel.numpy().copy()
+    images = np.random.default_rng(0).uniform(0, 255, (8, *model.input_shape[1:])).astype("float32")
+    model.fit(images, np.array([[0.0], [1.0]] * 4), epochs=1, verbose=0)
+    # The unfrozen convolutions learn; the ImageNet statistics they were trained with stay.
+    assert not np.array_equal(conv.kernel.numpy(), kernel_before)
+    for norm, before in zip(norms, moving_before, strict=True):
+        np.testing.assert_array_equal(norm.moving_mean.numpy(), before, err_msg=norm.name)
 
 
 def test_every_finetune_entry_continues_a_transfer_model() -> None:

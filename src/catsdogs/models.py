@@ -90,9 +90,9 @@ def transfer_head(
 ) -> keras.Model:
     """A frozen pretrained `base` (named BASE_LAYER) between preprocessing and a new head.
 
-    The head is pooling, Dropout, Dense relu, Dropout, Dense(1) logit. The base runs in
-    inference mode (training=False), so its BatchNorm statistics stay put, also after
-    fine-tuning unfreezes it.
+    The head is pooling, Dropout, Dense relu, Dropout, Dense(1) logit. The base is called
+    with training=False, as the tutorial does; that alone does not keep its BatchNorm layers
+    in inference mode once it is unfrozen (see unfreeze_top).
     """
     if base.name != BASE_LAYER:
         raise ValueError(f"a transfer base must be named '{BASE_LAYER}', got '{base.name}'")
@@ -156,6 +156,12 @@ def unfreeze_top(model: keras.Model, fine_tune_at: int, where: str = "finetune.<
                  ) -> keras.Model:
     """Make the pretrained base trainable from layer `fine_tune_at` on (the tutorial's phase 2).
 
+    Its BatchNormalization layers stay frozen. A Keras 3 Functional model passes the outer
+    call's `training` to every layer it calls, overriding the `training=False` the base was
+    called with, so in fit() a trainable BatchNorm would normalise with the batch's
+    statistics and overwrite the ImageNet moving averages with a few cat and dog batches.
+    A non-trainable BatchNorm runs in inference mode whatever `training` says.
+
     `where` is the params entry the settings come from, named in errors.
     """
     try:
@@ -171,8 +177,9 @@ def unfreeze_top(model: keras.Model, fine_tune_at: int, where: str = "finetune.<
             f"got {fine_tune_at}"
         )
     base.trainable = True
-    for layer in base.layers[:fine_tune_at]:
-        layer.trainable = False
+    for index, layer in enumerate(base.layers):
+        if index < fine_tune_at or isinstance(layer, layers.BatchNormalization):
+            layer.trainable = False
     return model
 
 
