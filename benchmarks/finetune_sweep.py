@@ -24,7 +24,7 @@ from pathlib import Path
 
 from catsdogs.config import load_params
 from catsdogs.serving import MODEL_FILE
-from catsdogs.split import build_manifest
+from catsdogs.data.split import build_manifest
 from catsdogs.training import train_model
 from catsdogs.zoo import training_job
 

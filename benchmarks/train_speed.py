@@ -41,7 +41,7 @@ import tensorflow as tf
 
 from catsdogs.config import load_params
 from catsdogs.serving import MODEL_FILE
-from catsdogs.split import build_manifest, find_dataset_root
+from catsdogs.data.split import build_manifest, find_dataset_root
 from catsdogs.training import compile_model, set_determinism, train_model
 from catsdogs.zoo import training_job
 

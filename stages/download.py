@@ -13,7 +13,7 @@ import click
 from catsdogs import tracking
 from catsdogs.atomic import write_json
 from catsdogs.config import load_params, read_section
-from catsdogs.download import DownloadConfig, download
+from catsdogs.data.download import DownloadConfig, download
 from catsdogs.stage_support import fails_clearly, params_option, setup_logging
 
 

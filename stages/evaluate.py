@@ -16,12 +16,12 @@ import click
 from catsdogs import figures, tracking
 from catsdogs.atomic import write_csv, write_json
 from catsdogs.config import load_params, read_section
-from catsdogs.data import image_dataset
-from catsdogs.dataset import LABELS, read_manifest, split_rows
+from catsdogs.data.pipeline import image_dataset
+from catsdogs.data.manifest import LABELS, read_manifest, split_rows
 from catsdogs.evaluation import (
     EvaluateConfig, classification_metrics, predict_logits, predictions_table,
 )
-from catsdogs.images import read_images
+from catsdogs.data.images import read_images
 from catsdogs.serving import input_size, load_model_file
 from catsdogs.stage_support import fails_clearly, params_option, setup_logging
 

@@ -18,8 +18,8 @@ import click
 from catsdogs import figures, tracking
 from catsdogs.atomic import atomic_dir, write_csv, write_json
 from catsdogs.config import load_params
-from catsdogs.dataset import read_manifest, split_rows
-from catsdogs.images import read_image
+from catsdogs.data.manifest import read_manifest, split_rows
+from catsdogs.data.images import read_image
 from catsdogs.models import augmentation_examples, summary_text
 from catsdogs.serving import MODEL_FILE, with_probability
 from catsdogs.stage_support import fails_clearly, params_option, setup_logging

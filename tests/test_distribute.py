@@ -24,7 +24,7 @@ MIRRORED = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from catsdogs.config import load_params
-    from catsdogs.dataset import read_manifest
+    from catsdogs.data.manifest import read_manifest
     from catsdogs.training import choose_strategy, train_model
     from catsdogs.zoo import training_job
     strategy = choose_strategy("mirrored")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from catsdogs.download import DownloadError, UnsafeArchiveError, download, extract, fetch
+from catsdogs.data.download import DownloadError, UnsafeArchiveError, download, extract, fetch
 
 CAPS = {"max_files": 1000, "max_bytes": 10_000_000}
 NO_WAIT = {"timeout_s": 5.0, "retries": 2, "backoff_s": 0.0, "sleep": lambda s: None}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from catsdogs.images import DEFAULT_MAX_PIXELS, ImageRefused, read_image, read_images
+from catsdogs.data.images import DEFAULT_MAX_PIXELS, ImageRefused, read_image, read_images
 
 SIZE = 32
 

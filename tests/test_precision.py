@@ -12,7 +12,7 @@ from conftest import tiny_params
 
 from catsdogs import training
 from catsdogs.precision import hardware_note, native, with_precision
-from catsdogs.split import build_manifest
+from catsdogs.data.split import build_manifest
 from catsdogs.training import train_model
 from catsdogs.zoo import training_job
 

@@ -15,7 +15,7 @@ from PIL import Image
 from test_images import bomb_png, halves, sideways_jpeg
 
 from catsdogs.cli import main
-from catsdogs.images import DEFAULT_MAX_PIXELS, read_image
+from catsdogs.data.images import DEFAULT_MAX_PIXELS, read_image
 from catsdogs.predict import Prediction, Skipped, classify
 from catsdogs.zoo import model_spec
 

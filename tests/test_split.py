@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from catsdogs.atomic import write_csv
-from catsdogs.split import DataError, build_manifest, data_metrics
+from catsdogs.data.split import DataError, build_manifest, data_metrics
 
 TOP = "cats_and_dogs_filtered"
 

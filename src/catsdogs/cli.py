@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from catsdogs.images import DEFAULT_MAX_PIXELS
+from catsdogs.data.images import DEFAULT_MAX_PIXELS
 from catsdogs.stage_support import setup_logging
 
 # Skipped files named one by one on stderr; beyond this many, counted by reason.
@@ -102,7 +102,7 @@ def _write_report(
 
     from catsdogs import figures
     from catsdogs.atomic import atomic_dir, write_text
-    from catsdogs.dataset import LABELS
+    from catsdogs.data.manifest import LABELS
     from catsdogs.report import compare_models, param_changes, render
 
     params = param_changes(base_params, head_params)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from catsdogs.config import Range
-from catsdogs.dataset import LABELS, predicted_index
+from catsdogs.data.manifest import LABELS, predicted_index
 
 
 @dataclass(frozen=True)

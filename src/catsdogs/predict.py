@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from catsdogs.dataset import LABELS, PROBABILITY_THRESHOLD
+from catsdogs.data.manifest import LABELS, PROBABILITY_THRESHOLD
 from catsdogs.evaluation import sigmoid
-from catsdogs.images import SUFFIXES, SUPPORTED, ImageRefused, read_image
+from catsdogs.data.images import SUFFIXES, SUPPORTED, ImageRefused, read_image
 from catsdogs.serving import input_size, outputs_probability
 
 log = logging.getLogger(__name__)

@@ -28,8 +28,8 @@ import pandas as pd
 import tensorflow as tf
 
 from catsdogs.config import ConfigError
-from catsdogs.data import image_dataset
-from catsdogs.dataset import LOGIT_THRESHOLD, split_rows
+from catsdogs.data.pipeline import image_dataset
+from catsdogs.data.manifest import LOGIT_THRESHOLD, split_rows
 from catsdogs.models import count_params, unfreeze_top
 from catsdogs.precision import (
     all_layers, cpu_flags, gpu_capabilities, hardware_note, with_precision,

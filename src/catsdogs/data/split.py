@@ -23,9 +23,9 @@ import pandas as pd
 from PIL import Image
 
 from catsdogs.config import Range
-from catsdogs.dataset import CLASSES, LABELS, MANIFEST_COLUMNS, SOURCE_SPLITS, SPLITS
+from catsdogs.data.manifest import CLASSES, LABELS, MANIFEST_COLUMNS, SOURCE_SPLITS, SPLITS
 from catsdogs.errors import UserError
-from catsdogs.images import DEFAULT_MAX_PIXELS, ImageRefused, read_file_bytes, read_image
+from catsdogs.data.images import DEFAULT_MAX_PIXELS, ImageRefused, read_file_bytes, read_image
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import tensorflow as tf
 
-from catsdogs.images import read_images
+from catsdogs.data.images import read_images
 
 log = logging.getLogger(__name__)
 
