@@ -20,6 +20,7 @@ from catsdogs.atomic import atomic_dir, write_csv, write_json
 from catsdogs.config import load_params
 from catsdogs.data.manifest import read_manifest, split_rows
 from catsdogs.data.images import read_image
+from catsdogs.history import EPOCH_METRICS
 from catsdogs.models import augmentation_examples, summary_text
 from catsdogs.serving import MODEL_FILE, with_probability
 from catsdogs.stage_support import fails_clearly, params_option, setup_logging
@@ -75,8 +76,7 @@ def main(params_path: str, name: str, manifest: Path, images: Path, init_from: P
         # The model goes to MLflow before any output is replaced: a tracking failure then
         # leaves last run's outputs whole, never a mix of old and new.
         # The final epoch's curves are linked to the LoggedModel; the rest are run metrics.
-        tracking.log_metrics({k: v for k, v in summary.items()
-                              if k not in {"loss", "accuracy", "val_loss", "val_accuracy"}})
+        tracking.log_metrics({k: v for k, v in summary.items() if k not in EPOCH_METRICS})
         tracking.log_text(summary_text(model), "model_summary.txt")
         model_id = tracking.log_keras_model(with_probability(model), name=name,
                                             input_example=example.astype("float32"),

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from catsdogs.history import EPOCH_METRICS
 from catsdogs.stats import wilson_interval
 
 BASELINE = "majority_baseline"
@@ -23,7 +24,7 @@ COLUMNS = ["rank", "model", "val_accuracy", "val_low", "val_high", "best_val_acc
 INTEGER_COLUMNS = ("rank", "epochs", "params")
 ACCURACY_COLUMNS = ("val_accuracy", "val_low", "val_high", "best_val_accuracy", "test_accuracy",
                     "test_low", "test_high", "test_roc_auc", "test_f1")
-CURVE_COLUMNS = ["model", "epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+CURVE_COLUMNS = ["model", "epoch", *EPOCH_METRICS]
 
 
 def _interval(accuracy: float, total: int) -> tuple[float, float]:

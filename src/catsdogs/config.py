@@ -205,3 +205,10 @@ def keyword_hints(func: Callable[..., Any]) -> dict[str, Any]:
     hints = typing.get_type_hints(func, include_extras=True)
     params = inspect.signature(func).parameters.values()
     return {p.name: hints[p.name] for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+# Here rather than in zoo.py, which imports Keras: `catsdogs report` lists the zoo's models
+# from a revision's params.yaml and should stay light.
+def entry_names(params: Mapping[str, Any]) -> list[str]:
+    """Every model of the zoo, `models` then `finetune`, in params order."""
+    return [*(params.get("models") or {}), *(params.get("finetune") or {})]
+
+

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from catsdogs.config import flatten
+from catsdogs.config import entry_names, flatten
 
 Reader = Callable[[str], "str | None"]
 # The dvc.yaml stage groups whose params make a model's numbers.
@@ -80,7 +80,7 @@ def _csv(text: str | None) -> pd.DataFrame | None:
 def read_results(read: Reader, models: Iterable[str]) -> Results:
     """The results of `models` (and of the zoo in params.yaml) as `read` finds them."""
     params = yaml.safe_load(read("params.yaml") or "") or {}
-    names = dict.fromkeys([*models, *(params.get("models") or {}), *(params.get("finetune") or {})])
+    names = dict.fromkeys([*models, *entry_names(params)])
     found: dict[str, dict] = {"train": {}, "evaluation": {}, "predictions": {}, "history": {}}
     for name in names:
         train, evaluation, predictions, history = (read(f.format(name)) for f in MODEL_FILES)

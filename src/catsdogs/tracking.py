@@ -39,6 +39,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from catsdogs.config import flatten
 from catsdogs.errors import UserError, interrupted
+from catsdogs.history import EPOCH_METRICS
 
 log = logging.getLogger(__name__)
 
@@ -256,8 +257,8 @@ def log_metrics(metrics: Mapping[str, Any], step: int | None = None, prefix: str
 
 
 def log_epoch(epoch: int, logs: Mapping[str, float]) -> None:
-    """Per-epoch hook for training: loss, accuracy, val_loss, val_accuracy at step=epoch."""
-    log_metrics({k: v for k, v in logs.items() if k in ("loss", "accuracy", "val_loss", "val_accuracy")}, step=epoch)
+    """Per-epoch hook for training: the EPOCH_METRICS in `logs` at step=epoch."""
+    log_metrics({k: v for k, v in logs.items() if k in EPOCH_METRICS}, step=epoch)
 
 
 def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:

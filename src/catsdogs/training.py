@@ -30,6 +30,7 @@ import tensorflow as tf
 from catsdogs.config import ConfigError
 from catsdogs.data.pipeline import image_dataset
 from catsdogs.data.manifest import LOGIT_THRESHOLD, split_rows
+from catsdogs.history import EPOCH_METRICS, HISTORY_COLUMNS
 from catsdogs.models import count_params, unfreeze_top
 from catsdogs.precision import (
     all_layers, cpu_flags, gpu_capabilities, hardware_note, with_precision,
@@ -41,7 +42,6 @@ from catsdogs.zoo import OptimizerConfig, TrainingJob
 log = logging.getLogger(__name__)
 
 EpochHook = Callable[[int, dict[str, float]], None]
-HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]
 
 
 def logit_loss(reduction: str = "sum_over_batch_size") -> keras.losses.Loss:
@@ -313,9 +313,9 @@ def _fit_multi_worker(
     rows = []
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()
-        loss, accuracy = run_epoch(train, train_replica)
-        val_loss, val_accuracy = run_epoch(validation, eval_replica)
-        logs = {"loss": loss, "accuracy": accuracy, "val_loss": val_loss, "val_accuracy": val_accuracy}
+        # In EPOCH_METRICS' order: the training pass's loss and accuracy, then validation's.
+        numbers = (*run_epoch(train, train_replica), *run_epoch(validation, eval_replica))
+        logs = dict(zip(EPOCH_METRICS, numbers, strict=True))
         rows.append({"epoch": epoch, **logs, "seconds": round(time.perf_counter() - started, 3)})
         log.info("epoch %d/%d: %s", epoch, epochs, ", ".join(f"{k} {v:.4f}" for k, v in logs.items()))
         for hook in epoch_hooks:

@@ -22,8 +22,8 @@ from typing import Annotated, Any, Literal
 import keras
 
 from catsdogs.config import (
-    ConfigError, Range, check_settings, from_mapping, keyword_hints, read_section, read_seed,
-    section,
+    ConfigError, Range, check_settings, entry_names, from_mapping, keyword_hints, read_section,
+    read_seed, section,
 )
 from catsdogs.models import ARCHITECTURES, resolve_weights
 from catsdogs.train_config import TrainConfig
@@ -138,11 +138,6 @@ def finetune_spec(finetune: Mapping[str, Any], name: str) -> FinetuneSpec:
         if key not in checked:
             raise ConfigError(f"missing setting '{where}.{key}'")
     return FinetuneSpec(name=name, optimizer=optimizer, overrides=overrides, **checked)
-
-
-def entry_names(params: Mapping[str, Any]) -> list[str]:
-    """Every model of the zoo, `models` then `finetune`, in params order."""
-    return [*(params.get("models") or {}), *(params.get("finetune") or {})]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,14 @@
+"""A training's per-epoch history: the numbers each epoch gives, and the history's columns.
+
+Names only, no TensorFlow: training writes these columns (metrics/history/<model>.csv) and
+hands the metrics to its per-epoch hooks, tracking logs them at step=epoch, and the
+leaderboard's curves read them back. Reads and writes nothing.
+"""
+
+from __future__ import annotations
+
+# Keras' names for them (`training.logit_accuracy()` is named "accuracy"): the training
+# pass's loss and accuracy, then the same on the validation split.
+EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+# A list, not a tuple: pandas reads a tuple as one column's key.
+HISTORY_COLUMNS = ["epoch", *EPOCH_METRICS, "seconds"]
