@@ -1,7 +1,9 @@
-"""DVC stage `download`: fetch the data set archive and extract it.
+"""DVC stage `download`: fetch the photo collection(s) and unpack them.
 
-Reads the `download` section of params.yaml. Writes the extracted tree to --out and what was
-fetched (source, sha256, size) to --record, and logs the same to MLflow as run `download`.
+Reads the `download` section of params.yaml. Writes the unpacked tree to --out (a single
+source at its top, named sources each in a folder of its name) and what was fetched (per
+source: name, folder, source, kind, sha256, size) to --record, which the split stage reads
+to find the sources; logs the same to MLflow as run `download`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import click
 from catsdogs import tracking
 from catsdogs.atomic import write_json
 from catsdogs.config import load_params, read_section
-from catsdogs.data.download import DownloadConfig, download
+from catsdogs.data.download import DownloadConfig, download_all
 from catsdogs.stage_support import fails_clearly, params_option, setup_logging
 
 
@@ -23,27 +25,31 @@ from catsdogs.stage_support import fails_clearly, params_option, setup_logging
               show_default=True, help="Folder to extract the data set into (replaced).")
 @click.option("--record", type=click.Path(dir_okay=False, path_type=Path),
               default="metrics/download.json", show_default=True,
-              help="JSON file recording the source, sha256 and size fetched.")
+              help="JSON file recording each source fetched: name, folder, kind, sha256, size.")
 @fails_clearly
 def main(params_path: str, out: Path, record: Path) -> None:
-    """Fetch the cats_and_dogs_filtered zip from download.url (a URL, file:// URL or local
-    path, or a list tried in order), verify download.sha256 if set, and extract it."""
+    """Fetch the photos from download.url (a URL, file:// URL or local path of a zip, tar or
+    folder; a list of mirrors tried in order; or {name: source} for several collections),
+    verify download.sha256 if set, and unpack them."""
     setup_logging()
     config = read_section(load_params(params_path), "download", DownloadConfig)
+    sources = config.sources
     tracking.connect()
-    fetched = download(
-        config.sources, out, sha256=config.sha256, timeout_s=config.timeout_s,
-        retries=config.retries, backoff_s=config.backoff_s, max_files=config.max_files,
-        max_bytes=config.max_bytes,
+    fetched = download_all(
+        sources, out, timeout_s=config.timeout_s, retries=config.retries,
+        backoff_s=config.backoff_s, max_files=config.max_files, max_bytes=config.max_bytes,
     )
-    facts = {"source": fetched.source, "sha256": fetched.sha256, "size_bytes": fetched.size}
-    write_json(record, facts)
+    write_json(record, {"sources": [f.record() for f in fetched]})
+    logged = {f.name or "": {"source": f.source, "kind": f.kind, "sha256": f.sha256}
+              for f in fetched}
     with tracking.run("download", tags=tracking.context_tags("download")):
-        tracking.log_params({"download": {"source": fetched.source, "sha256": fetched.sha256}})
-        tracking.log_metrics({"size_bytes": fetched.size})
-    if config.sha256 is None:
-        click.echo(f"Fetched {fetched.size:,} bytes, sha256 {fetched.sha256}; "
-                   "set download.sha256 to this value to pin it.", err=True)
+        tracking.log_params({"download": logged.get("") or logged})
+        tracking.log_metrics({"size_bytes": sum(f.size for f in fetched)})
+    for source, got in zip(sources, fetched, strict=True):
+        if source.sha256 is None:
+            setting = f"download.sha256.{got.name}" if got.name else "download.sha256"
+            click.echo(f"Fetched {got.source}: {got.size:,} bytes, sha256 {got.sha256}; "
+                       f"set {setting} to this value to pin it.", err=True)
 
 
 if __name__ == "__main__":

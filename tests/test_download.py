@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import io
+import shutil
 import socket
 import stat
+import tarfile
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -13,7 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from catsdogs.data.download import DownloadError, UnsafeArchiveError, download, extract, fetch
+from catsdogs.config import from_mapping
+from catsdogs.data.download import (
+    DownloadConfig,
+    DownloadError,
+    UnsafeArchiveError,
+    download,
+    download_all,
+    extract,
+    fetch,
+)
 
 CAPS = {"max_files": 1000, "max_bytes": 10_000_000}
 NO_WAIT = {"timeout_s": 5.0, "retries": 2, "backoff_s": 0.0, "sleep": lambda s: None}
@@ -90,7 +102,7 @@ def test_non_zip_and_truncated_zip_are_refused(
     bad = tmp_path / "bad.zip"
     bad.write_bytes(content if content is not None else dataset_zip.read_bytes()[:5000])
     out = tmp_path / "raw"
-    with pytest.raises(UnsafeArchiveError, match="not a zip archive"):
+    with pytest.raises(UnsafeArchiveError, match="not a zip or tar archive"):
         run_download(str(bad), out)
     assert not out.exists()
 
@@ -172,3 +184,131 @@ def test_archive_over_the_file_cap_is_refused(dataset_zip: Path, tmp_path: Path)
     with pytest.raises(UnsafeArchiveError, match="44 files, over the cap of 10"):
         extract(dataset_zip, tmp_path / "raw", max_files=10, max_bytes=10**9)
     assert not (tmp_path / "raw").exists()
+
+
+# ---- Sources of other kinds, and several combined ----------------------------------------
+
+
+def _tar_of(zip_path: Path, tar_path: Path, mode: str = "w:gz") -> Path:
+    """The same tree as a zip, as a tar (gzip-compressed by default)."""
+    with zipfile.ZipFile(zip_path) as zf, tarfile.open(tar_path, mode) as tf:
+        for info in zf.infolist():
+            if info.is_dir():
+                continue
+            data = zf.read(info)
+            entry = tarfile.TarInfo(info.filename)
+            entry.size = len(data)
+            tf.addfile(entry, io.BytesIO(data))
+    return tar_path
+
+
+@pytest.mark.parametrize("mode", ["w:gz", "w"], ids=["tar.gz", "tar"])
+def test_a_tar_source_is_read_by_its_content(dataset_zip: Path, tmp_path: Path, mode: str) -> None:
+    archive = _tar_of(dataset_zip, tmp_path / "photos.bin", mode)  # the name says nothing
+    fetched = run_download(str(archive), tmp_path / "raw")
+    assert fetched.kind == "tar" and fetched.sha256 == sha256_of(archive)
+    cats = sorted((tmp_path / "raw/cats_and_dogs_filtered/train/cats").iterdir())
+    assert len(cats) == 12 and cats[0].read_bytes()[:2] == b"\xff\xd8"
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "message"),
+    [("../evil.jpg", tarfile.REGTYPE, "climbs out"), ("/tmp/evil.jpg", tarfile.REGTYPE, "absolute"),
+     ("photos/link.jpg", tarfile.SYMTYPE, "is a link"), ("photos/hard.jpg", tarfile.LNKTYPE, "is a link"),
+     ("photos/fifo", tarfile.FIFOTYPE, "device or fifo")],
+)
+def test_dangerous_tar_entries_are_refused_by_name(tmp_path: Path, name: str, kind: bytes,
+                                                   message: str) -> None:
+    archive = tmp_path / "evil.tar"
+    with tarfile.open(archive, "w") as tf:
+        entry = tarfile.TarInfo(name)
+        entry.type = kind
+        entry.linkname = "/etc/passwd" if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE) else ""
+        tf.addfile(entry, io.BytesIO(b"") if kind == tarfile.REGTYPE else None)
+    with pytest.raises(UnsafeArchiveError, match=message) as error:
+        run_download(str(archive), tmp_path / "raw")
+    assert name.lstrip("/") in str(error.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.tar"]
+
+
+def test_a_tar_over_the_file_cap_is_refused(dataset_zip: Path, tmp_path: Path) -> None:
+    archive = _tar_of(dataset_zip, tmp_path / "photos.tar.gz")
+    with pytest.raises(UnsafeArchiveError, match="44 files, over the cap of 10"):
+        run_download(str(archive), tmp_path / "raw", max_files=10)
+    assert not (tmp_path / "raw").exists()
+
+
+def test_a_folder_source_is_copied_and_its_listing_hashed(extracted: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "pets"
+    shutil.copytree(extracted, folder)
+    first = run_download(str(folder), tmp_path / "raw")
+    assert first.kind == "folder" and len(first.sha256) == 64
+    assert first.size == sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    assert (tmp_path / "raw/cats_and_dogs_filtered/validation/dogs/dog.2000.jpg").is_file()
+    assert run_download(folder.as_uri(), tmp_path / "again").sha256 == first.sha256
+    (folder / "cats_and_dogs_filtered/train/cats/cat.0.jpg").rename(
+        folder / "cats_and_dogs_filtered/train/cats/cat.0b.jpg")  # same bytes, new name
+    renamed = run_download(str(folder), tmp_path / "raw")
+    assert renamed.sha256 != first.sha256
+    with pytest.raises(DownloadError, match="sha256 mismatch.*download.sha256"):
+        run_download(str(folder), tmp_path / "raw", sha256=first.sha256)
+    assert (tmp_path / "raw/cats_and_dogs_filtered/train/cats/cat.0b.jpg").is_file()  # kept
+
+
+def test_a_folder_with_a_symlink_is_refused_by_name(extracted: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "pets"
+    shutil.copytree(extracted, folder)
+    (folder / "cats_and_dogs_filtered/train/cats/evil.jpg").symlink_to("/etc/passwd")
+    with pytest.raises(UnsafeArchiveError, match="evil.jpg' is a symbolic link"):
+        run_download(str(folder), tmp_path / "raw")
+    assert not (tmp_path / "raw").exists()
+
+
+def test_a_missing_local_source_names_it(tmp_path: Path) -> None:
+    with pytest.raises(DownloadError, match="local file or folder '.*nowhere' does not exist"):
+        run_download(str(tmp_path / "nowhere"), tmp_path / "raw")
+
+
+def _config(**settings: object) -> DownloadConfig:
+    return from_mapping(DownloadConfig, settings, "download")
+
+
+def test_several_named_sources_land_in_their_own_folders(dataset_zip: Path, extracted: Path,
+                                                         tmp_path: Path) -> None:
+    tar = _tar_of(dataset_zip, tmp_path / "b.tgz")
+    config = _config(url={"tutorial": ["http://127.0.0.1:9/gone.zip", str(dataset_zip)],
+                          "more": str(tar), "mine": str(extracted)},
+                     sha256={"tutorial": sha256_of(dataset_zip)})
+    out = tmp_path / "raw"
+    fetched = download_all(config.sources, out, **NO_WAIT, **CAPS)
+    assert [(f.name, f.kind, f.source) for f in fetched] == [
+        ("tutorial", "zip", str(dataset_zip)), ("more", "tar", str(tar)), ("mine", "folder", str(extracted))]
+    assert sorted(p.name for p in out.iterdir()) == ["mine", "more", "tutorial"]
+    for name in ("mine", "more", "tutorial"):
+        assert len(list((out / name).rglob("*.jpg"))) == 44
+    assert fetched[0].record() == {"name": "tutorial", "folder": "tutorial", "source": str(dataset_zip),
+                                   "kind": "zip", "sha256": sha256_of(dataset_zip),
+                                   "size_bytes": dataset_zip.stat().st_size}
+
+
+def test_one_failing_source_of_several_leaves_nothing(dataset_zip: Path, tmp_path: Path) -> None:
+    out = tmp_path / "raw"
+    out.mkdir()
+    (out / "old.txt").write_text("the previous download")
+    config = _config(url={"good": str(dataset_zip), "bad": str(tmp_path / "missing.zip")})
+    with pytest.raises(DownloadError, match="missing.zip"):
+        download_all(config.sources, out, **NO_WAIT, **CAPS)
+    assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [({"url": {"../up": "a.zip"}}, "source name '../up' in download.url cannot be a folder name"),
+     ({"url": {}}, "empty mapping"),
+     ({"url": {"a": "a.zip"}, "sha256": {"b": "00"}}, r"download.sha256 names \['b'\].*sources: a"),
+     ({"url": "a.zip", "sha256": {"a": "00"}}, "sha256 is a mapping but download.url is one source"),
+     ({"url": {"a": "a.zip"}, "sha256": "00"}, r"give download.sha256 as \{name: sha256\}")],
+)
+def test_bad_source_settings_are_refused_with_the_setting(settings: dict, message: str) -> None:
+    with pytest.raises(DownloadError, match=message):
+        _config(**settings).sources

@@ -38,11 +38,17 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         yield tmp
-        _remove(target)
-        os.replace(tmp, target)
+        put_in_place(tmp, target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def put_in_place(built: Path, target: Path) -> None:
+    """Replace `target` (a file, a folder or nothing) with `built`, made aside on the same
+    file system: the rename is the only moment `target` changes."""
+    _remove(target)
+    os.replace(built, target)
 
 
 @contextmanager

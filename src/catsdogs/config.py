@@ -93,6 +93,13 @@ def _type_name(annotation: Any) -> str:
         return _type_name(typing.get_args(annotation)[0])
     if typing.get_origin(annotation) is typing.Literal:
         return "one of " + ", ".join(repr(choice) for choice in typing.get_args(annotation))
+    if typing.get_origin(annotation) is dict:
+        key_type, item = typing.get_args(annotation)
+        return f"a mapping of {_type_name(key_type)} to {_type_name(item)}"
+    if typing.get_origin(annotation) in (tuple, list):
+        return f"a list of {_type_name(typing.get_args(annotation)[0])}"
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in typing.get_args(annotation))
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
@@ -123,6 +130,10 @@ def _conforms(value: Any, annotation: Any) -> bool:
         args = typing.get_args(annotation)
         item = args[0] if args else Any
         return isinstance(value, (list, tuple)) and all(_conforms(v, item) for v in value)
+    if origin is dict:
+        key_type, item = typing.get_args(annotation) or (Any, Any)
+        return isinstance(value, Mapping) and all(
+            _conforms(k, key_type) and _conforms(v, item) for k, v in value.items())
     if annotation is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if annotation is int:
@@ -138,10 +149,18 @@ def _coerce(value: Any, annotation: Any) -> Any:
     if annotation is float and isinstance(value, int):
         return float(value)
     if origin is tuple and isinstance(value, list):
-        return tuple(value)
-    if origin in (typing.Union, types.UnionType) and float in typing.get_args(annotation):
-        if isinstance(value, int) and not isinstance(value, bool):
+        return tuple(_coerce(v, (typing.get_args(annotation) or (Any,))[0]) for v in value)
+    if origin is dict and isinstance(value, Mapping):
+        item = (typing.get_args(annotation) or (Any, Any))[1]
+        return {k: _coerce(v, item) for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        if float in typing.get_args(annotation) and isinstance(value, int) \
+                and not isinstance(value, bool):
             return float(value)
+        # The first member the value fits decides how it is normalised (a list to a tuple).
+        for arg in typing.get_args(annotation):
+            if _conforms(value, arg):
+                return _coerce(value, arg)
     return value
 
 
@@ -200,11 +219,6 @@ def read_seed(params: Mapping[str, Any]) -> int:
     return seed
 
 
-def keyword_hints(func: Callable[..., Any]) -> dict[str, Any]:
-    """The type hints of a function's keyword-only parameters: its settings."""
-    hints = typing.get_type_hints(func, include_extras=True)
-    params = inspect.signature(func).parameters.values()
-    return {p.name: hints[p.name] for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
 # Here rather than in zoo.py, which imports Keras: `catsdogs report` lists the zoo's models
 # from a revision's params.yaml and should stay light.
 def entry_names(params: Mapping[str, Any]) -> list[str]:
@@ -212,3 +226,8 @@ def entry_names(params: Mapping[str, Any]) -> list[str]:
     return [*(params.get("models") or {}), *(params.get("finetune") or {})]
 
 
+def keyword_hints(func: Callable[..., Any]) -> dict[str, Any]:
+    """The type hints of a function's keyword-only parameters: its settings."""
+    hints = typing.get_type_hints(func, include_extras=True)
+    params = inspect.signature(func).parameters.values()
+    return {p.name: hints[p.name] for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}

@@ -1,16 +1,23 @@
-"""Fetch the data set archive and unpack it safely.
+"""Fetch the photo collections and unpack them safely.
 
-Reads one of several sources (https/http URL, file:// URL or local path), streams it to a
-temporary file while hashing it, optionally verifies its sha256, and extracts the zip into a
-folder atomically, refusing archives that would write outside it or blow up in size.
+A source is an https/http URL, a file:// URL or a local path, of a zip, a tar (.tar, .tar.gz,
+.tgz, .tar.bz2, .tar.xz) or a folder; a list of them is mirrors of one source, tried in order.
+Several named sources combine into one collection, each unpacked into a folder of its name.
+Archives are streamed to a temporary file while hashed; a folder is copied while hashed. The
+sha256 is verified when params give one, and every source is unpacked atomically, refusing
+entries that would write outside the folder, links, devices, and more files or bytes than the
+caps allow.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import re
 import stat
 import sys
+import tarfile
 import tempfile
 import time
 import urllib.error
@@ -22,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Annotated, BinaryIO
 
-from catsdogs.atomic import atomic_dir
+from catsdogs.atomic import atomic_dir, put_in_place
 from catsdogs.config import Range
 from catsdogs.errors import UserError
 
@@ -41,38 +48,101 @@ class DownloadError(UserError):
 
 
 class UnsafeArchiveError(UserError, ValueError):
-    """The archive is not a zip, or an entry would escape, link out or exceed a cap."""
+    """Not a zip, tar or folder, or an entry would escape, link out or exceed a cap."""
 
 
 class _RetryableError(Exception):
     """A failure worth another try: connection trouble or a 5xx answer."""
 
 
+# A source's name is the folder it is unpacked into: one plain path component.
+SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+Mirrors = str | tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Source:
+    """One source of photos: its name (its folder under the data folder; "" for a single
+    source, unpacked at the top), its mirrors tried in order, and the sha256 to expect."""
+
+    name: str
+    mirrors: tuple[str, ...]
+    sha256: str | None = None
+
+    @property
+    def folder(self) -> str:
+        """Where the source lands, relative to the data folder."""
+        return self.name or "."
+
+
 @dataclass(frozen=True)
 class DownloadConfig:
-    """The `download` params section."""
+    """The `download` params section.
 
-    url: str | tuple[str, ...]
-    sha256: str | None = None
+    `url` is one source (a string, or a list of mirrors of it) or several named ones
+    ({name: source or mirrors}); `sha256` is then one digest or {name: digest}.
+    """
+
+    url: Mirrors | dict[str, Mirrors]
+    sha256: str | None | dict[str, str | None] = None
     timeout_s: Annotated[float, Range(0, low_open=True)] = 30.0
     retries: Annotated[int, Range(0)] = 3
     backoff_s: Annotated[float, Range(0)] = 1.0
+    # Caps for each source.
     max_files: Annotated[int, Range(1)] = 10_000
     max_bytes: Annotated[int, Range(1)] = 1_000_000_000
 
     @property
-    def sources(self) -> tuple[str, ...]:
-        """The sources to try, in order."""
-        return (self.url,) if isinstance(self.url, str) else self.url
+    def sources(self) -> tuple[Source, ...]:
+        """The sources, each with its mirrors in order; refuses bad names and digests."""
+        if not isinstance(self.url, dict):
+            if isinstance(self.sha256, dict):
+                raise DownloadError("download.sha256 is a mapping but download.url is one "
+                                    "source; give one sha256, or name the sources in url")
+            return (Source("", _as_tuple(self.url), self.sha256),)
+        if not self.url:
+            raise DownloadError("download.url is an empty mapping; name at least one source")
+        digests = self.sha256 if isinstance(self.sha256, dict) else {}
+        if self.sha256 is not None and not isinstance(self.sha256, dict):
+            raise DownloadError("download.url names several sources: give download.sha256 as "
+                                "{name: sha256}, or null")
+        unknown = sorted(set(digests) - set(self.url))
+        if unknown:
+            raise DownloadError(f"download.sha256 names {unknown}, which download.url does not "
+                                f"have; its sources: {', '.join(self.url)}")
+        for name in self.url:
+            if not SOURCE_NAME.match(str(name)):
+                raise DownloadError(
+                    f"source name '{name}' in download.url cannot be a folder name; use "
+                    "letters, digits, '_', '-' and '.', starting with a letter or digit")
+        return tuple(Source(name, _as_tuple(mirrors), digests.get(name))
+                     for name, mirrors in self.url.items())
+
+
+def _as_tuple(mirrors: Mirrors) -> tuple[str, ...]:
+    return (mirrors,) if isinstance(mirrors, str) else tuple(mirrors)
 
 
 @dataclass(frozen=True)
 class Fetched:
-    """What was fetched: the source that worked, the bytes' sha256 and their size."""
+    """What was fetched: the source that worked, its sha256 and size in bytes, what kind of
+    source it was (zip, tar, folder), and the name it was given ("" for a single source).
+
+    For a folder, the sha256 is of its listing: each file's path and sha256, in path order.
+    """
 
     source: str
     sha256: str
     size: int
+    kind: str = "file"
+    name: str = ""
+    local_folder: Path | None = None
+
+    def record(self) -> dict[str, object]:
+        """The facts metrics/download.json keeps about this source."""
+        return {"name": self.name, "folder": self.name or ".", "source": self.source,
+                "kind": self.kind, "sha256": self.sha256, "size_bytes": self.size}
 
 
 def _local_path(source: str) -> Path | None:
@@ -152,7 +222,7 @@ def _fetch_one(
     path = _local_path(source)
     if path is not None:
         if not path.is_file():
-            raise DownloadError(f"local file '{path}' does not exist")
+            raise DownloadError(f"local file or folder '{path}' does not exist")
         with path.open("rb") as reader, dest.open("wb") as writer:
             return _copy_hashing(reader, writer, path.stat().st_size, path.name)
     for attempt in range(retries + 1):
@@ -178,6 +248,7 @@ def fetch(
 ) -> Fetched:
     """Fetch the first source that works into `dest`, hashing it on the way.
 
+    A local folder is not copied here: it is returned as `local_folder`, for `unpack`.
     Remote sources are retried with exponential backoff on connection errors, timeouts and
     5xx answers; a 4xx answer moves straight on to the next source. Raises DownloadError
     naming every source that failed and how to use a local copy.
@@ -187,6 +258,9 @@ def fetch(
     failures = []
     for source in sources:
         try:
+            local = _local_path(source)
+            if local is not None and local.is_dir():
+                return Fetched(source=source, sha256="", size=0, kind="folder", local_folder=local)
             digest, size = _fetch_one(source, dest, timeout_s, retries, backoff_s, sleep)
         except DownloadError as error:
             log.warning("%s failed: %s", source, error)
@@ -199,16 +273,47 @@ def fetch(
     )
 
 
-def _check_entry(info: zipfile.ZipInfo) -> None:
-    name = info.filename
+def _check_name(name: str) -> None:
+    """Refuse an entry name that is absolute or climbs out with '..'."""
     posix = PurePosixPath(name.replace("\\", "/"))
     if posix.is_absolute() or (len(name) > 1 and name[1] == ":"):
         raise UnsafeArchiveError(f"archive entry '{name}' has an absolute path; refusing it")
     if ".." in posix.parts:
         raise UnsafeArchiveError(f"archive entry '{name}' climbs out with '..'; refusing it")
+
+
+def _check_entry(info: zipfile.ZipInfo) -> None:
+    _check_name(info.filename)
     mode = info.external_attr >> 16
     if stat.S_ISLNK(mode):
-        raise UnsafeArchiveError(f"archive entry '{name}' is a symbolic link; refusing it")
+        raise UnsafeArchiveError(f"archive entry '{info.filename}' is a symbolic link; refusing it")
+
+
+def _check_count(count: int, max_files: int, what: str) -> None:
+    if count > max_files:
+        raise UnsafeArchiveError(
+            f"{what} has {count} files, over the cap of {max_files} (download.max_files)")
+
+
+class _ByteBudget:
+    """Counts bytes as they are written, refusing the one that takes them over the cap."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes, self.written = max_bytes, 0
+
+    def copy(self, reader: BinaryIO, target: Path, name: str) -> str:
+        """Copy reader to target within the budget; return the copy's sha256."""
+        digest = hashlib.sha256()
+        with target.open("wb") as out:
+            while chunk := reader.read(CHUNK_BYTES):
+                self.written += len(chunk)
+                if self.written > self.max_bytes:
+                    raise UnsafeArchiveError(
+                        f"archive entry '{name}' takes the uncompressed size over the cap of "
+                        f"{self.max_bytes:,} bytes (download.max_bytes)")
+                digest.update(chunk)
+                out.write(chunk)
+        return digest.hexdigest()
 
 
 def extract(archive: Path, out_dir: Path, *, max_files: int, max_bytes: int) -> int:
@@ -228,12 +333,8 @@ def extract(archive: Path, out_dir: Path, *, max_files: int, max_bytes: int) -> 
         files = [i for i in infos if not i.is_dir()]
         for info in infos:
             _check_entry(info)
-        if len(files) > max_files:
-            raise UnsafeArchiveError(
-                f"archive has {len(files)} files, over the cap of {max_files} "
-                "(download.max_files)"
-            )
-        written = 0
+        _check_count(len(files), max_files, "archive")
+        budget = _ByteBudget(max_bytes)
         for info in infos:
             target = tmp / info.filename
             if info.is_dir():
@@ -241,21 +342,107 @@ def extract(archive: Path, out_dir: Path, *, max_files: int, max_bytes: int) -> 
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
-                with zf.open(info) as src, target.open("wb") as dst:
-                    while chunk := src.read(CHUNK_BYTES):
-                        written += len(chunk)
-                        if written > max_bytes:
-                            raise UnsafeArchiveError(
-                                f"archive entry '{info.filename}' takes the uncompressed size "
-                                f"over the cap of {max_bytes:,} bytes (download.max_bytes)"
-                            )
-                        dst.write(chunk)
+                with zf.open(info) as src:
+                    budget.copy(src, target, info.filename)
             except (zipfile.BadZipFile, EOFError) as error:
                 raise UnsafeArchiveError(
                     f"archive entry '{info.filename}' is corrupt: {error}"
                 ) from error
-    log.info("extracted %d files (%s bytes) into %s", len(files), f"{written:,}", out_dir)
+    log.info("extracted %d files (%s bytes) into %s", len(files), f"{budget.written:,}", out_dir)
     return len(files)
+
+
+def extract_tar(archive: Path, out_dir: Path, *, max_files: int, max_bytes: int) -> int:
+    """Extract a tar (plain or gzip, bzip2, xz compressed) into `out_dir` atomically, with
+    the guards of `extract`; links, devices and fifos are refused by name."""
+    try:
+        tf = tarfile.open(archive, "r:*")
+    except (tarfile.TarError, EOFError, OSError) as error:
+        raise UnsafeArchiveError(f"'{archive}' is not a readable tar archive ({error})") from error
+    with tf, atomic_dir(out_dir) as tmp:
+        try:
+            members = tf.getmembers()
+        except (tarfile.TarError, EOFError, OSError) as error:
+            raise UnsafeArchiveError(f"tar archive '{archive}' is corrupt: {error}") from error
+        for member in members:
+            _check_name(member.name)
+            if member.issym() or member.islnk():
+                raise UnsafeArchiveError(
+                    f"archive entry '{member.name}' is a link; refusing it")
+            if not (member.isfile() or member.isdir()):
+                raise UnsafeArchiveError(
+                    f"archive entry '{member.name}' is a device or fifo, not a file; refusing it")
+        files = [m for m in members if m.isfile()]
+        _check_count(len(files), max_files, "archive")
+        budget = _ByteBudget(max_bytes)
+        for member in members:
+            target = tmp / member.name
+            if member.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                reader = tf.extractfile(member)
+                assert reader is not None  # a regular file, checked above
+                with reader:
+                    budget.copy(reader, target, member.name)
+            except (tarfile.TarError, EOFError, OSError) as error:
+                if isinstance(error, UnsafeArchiveError):
+                    raise
+                raise UnsafeArchiveError(
+                    f"archive entry '{member.name}' is corrupt: {error}") from error
+    log.info("extracted %d files (%s bytes) into %s", len(files), f"{budget.written:,}", out_dir)
+    return len(files)
+
+
+def copy_folder(folder: Path, out_dir: Path, *, max_files: int, max_bytes: int) -> tuple[str, int]:
+    """Copy a local folder into `out_dir` atomically; return (sha256 of its listing, bytes).
+
+    The listing's sha256 covers each file's relative path and content sha256, in path order,
+    so it changes when any file is added, removed, renamed or edited. Symbolic links, devices
+    and fifos are refused by name, as in archives, as are folders over the caps.
+    """
+    entries: list[Path] = []
+    for current, dirs, names in os.walk(folder, followlinks=False):
+        dirs.sort()
+        for name in [*dirs, *names]:
+            path = Path(current) / name
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                raise UnsafeArchiveError(
+                    f"'{path}' is a symbolic link; copy the photo itself into the folder")
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                raise UnsafeArchiveError(f"'{path}' is not a regular file; remove it")
+            if stat.S_ISREG(mode):
+                entries.append(path)
+    entries.sort(key=lambda p: p.relative_to(folder).as_posix())
+    _check_count(len(entries), max_files, f"folder '{folder}'")
+    listing = hashlib.sha256()
+    budget = _ByteBudget(max_bytes)
+    with atomic_dir(out_dir) as tmp:
+        for path in entries:
+            relative = path.relative_to(folder).as_posix()
+            target = tmp / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("rb") as reader:
+                digest = budget.copy(reader, target, relative)
+            listing.update(f"{relative}\0{digest}\n".encode())
+    log.info("copied %d files (%s bytes) into %s", len(entries), f"{budget.written:,}", out_dir)
+    return listing.hexdigest(), budget.written
+
+
+def archive_kind(path: Path) -> str:
+    """'zip' or 'tar', read from the content, not the name; anything else is refused."""
+    if zipfile.is_zipfile(path):
+        return "zip"
+    try:
+        if tarfile.is_tarfile(path):
+            return "tar"
+    except (OSError, EOFError):
+        pass
+    raise UnsafeArchiveError(
+        f"'{path}' is not a zip or tar archive (truncated, or another format); "
+        "check the download source")
 
 
 def download(
@@ -269,23 +456,67 @@ def download(
     max_files: int,
     max_bytes: int,
     sleep: Callable[[float], None] = time.sleep,
+    name: str = "",
 ) -> Fetched:
-    """Fetch the archive, verify it against `sha256` when given, extract it into `out_dir`.
+    """Fetch one source (the first of its mirrors that works), verify it against `sha256`
+    when given, and unpack it (zip, tar or folder) into `out_dir`.
 
-    Nothing is left in `out_dir` on failure; the archive itself is not kept.
+    Nothing is left in `out_dir` on failure; a fetched archive itself is not kept.
     """
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=".download-") as tmp:
-        archive = Path(tmp) / "archive.zip"
+        archive = Path(tmp) / "archive"
         fetched = fetch(
             sources, archive, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s,
             sleep=sleep,
         )
-        if sha256 is not None and fetched.sha256 != sha256.lower():
-            raise DownloadError(
-                f"sha256 mismatch for {fetched.source}: expected {sha256}, got "
-                f"{fetched.sha256}. The file changed or is corrupt; if it is the copy you "
-                "trust, set download.sha256 to the new value."
-            )
-        extract(archive, out_dir, max_files=max_files, max_bytes=max_bytes)
+        caps = {"max_files": max_files, "max_bytes": max_bytes}
+        if fetched.local_folder is not None:
+            # A folder is hashed as it is copied: check the digest before it replaces out_dir.
+            staged = Path(tmp) / "folder"
+            digest, size = copy_folder(fetched.local_folder, staged, **caps)
+            fetched = Fetched(fetched.source, digest, size, "folder", name)
+            _verify(fetched, sha256)
+            put_in_place(staged, out_dir)
+        else:
+            kind = archive_kind(archive)
+            fetched = Fetched(fetched.source, fetched.sha256, fetched.size, kind, name)
+            _verify(fetched, sha256)
+            (extract if kind == "zip" else extract_tar)(archive, out_dir, **caps)
+    return fetched
+
+
+def _verify(fetched: Fetched, sha256: str | None) -> None:
+    if sha256 is not None and fetched.sha256 != sha256.lower():
+        setting = f"download.sha256.{fetched.name}" if fetched.name else "download.sha256"
+        raise DownloadError(
+            f"sha256 mismatch for {fetched.source}: expected {sha256}, got "
+            f"{fetched.sha256}. The {fetched.kind} changed or is corrupt; if it is the copy "
+            f"you trust, set {setting} to the new value."
+        )
+
+
+def download_all(
+    sources: Sequence[Source],
+    out_dir: Path,
+    *,
+    timeout_s: float,
+    retries: int,
+    backoff_s: float,
+    max_files: int,
+    max_bytes: int,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[Fetched]:
+    """Fetch and unpack every source: a single unnamed source into `out_dir` itself, named
+    ones each into `out_dir/<name>`. All or nothing: `out_dir` is replaced only when every
+    source worked."""
+    options = {"timeout_s": timeout_s, "retries": retries, "backoff_s": backoff_s,
+               "max_files": max_files, "max_bytes": max_bytes, "sleep": sleep}
+    if len(sources) == 1 and not sources[0].name:
+        return [download(sources[0].mirrors, out_dir, sha256=sources[0].sha256, **options)]
+    fetched = []
+    with atomic_dir(out_dir) as tmp:
+        for source in sources:
+            fetched.append(download(source.mirrors, tmp / source.name, sha256=source.sha256,
+                                    name=source.name, **options))
     return fetched
