@@ -1,14 +1,16 @@
 """DVC stage `split`: check every image and write the train/validation/test manifest.
 
 Reads the `split` section of params.yaml (and `train.image_size`, the size of the sample
-figure) and the extracted tree at --images. Writes manifest.csv, excluded.csv and
-duplicates.csv to --out, the data facts (counts, baseline, exclusions) to --metrics, the
-3-cats-over-3-dogs sample figure to --figure, and logs them to MLflow as run `split`.
+figure), the unpacked tree at --images and, from the download stage's record at --sources,
+where each source lies in it. Writes manifest.csv, excluded.csv and duplicates.csv to --out,
+the data facts (counts, baseline, each source's layout, exclusions, duplicates) to --metrics,
+the 3-cats-over-3-dogs sample figure to --figure, and logs them to MLflow as run `split`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import click
@@ -29,6 +31,10 @@ SAMPLES_PER_CLASS = 3
 @params_option
 @click.option("--images", type=click.Path(file_okay=False, exists=True, path_type=Path),
               default="data/raw", show_default=True, help="The extracted data set.")
+@click.option("--sources", "sources_record", type=click.Path(dir_okay=False, path_type=Path),
+              default="metrics/download.json", show_default=True,
+              help="The download stage's record of the sources and their folders; without "
+                   "it, --images is one source.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="data/split",
               show_default=True, help="Folder for manifest.csv, excluded.csv, duplicates.csv.")
 @click.option("--metrics", "metrics_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -37,16 +43,21 @@ SAMPLES_PER_CLASS = 3
               default="plots/data/samples.png", show_default=True,
               help="Sample figure: 3 training cats over 3 training dogs.")
 @fails_clearly
-def main(params_path: str, images: Path, out: Path, metrics_path: Path, figure: Path) -> None:
-    """Split the data set: train/ is train; every split.test_every-th validation file per
-    class is test; the rest is validation. Unusable images are excluded and listed."""
+def main(params_path: str, images: Path, sources_record: Path, out: Path, metrics_path: Path,
+         figure: Path) -> None:
+    """Split the photos. The tutorial's layout keeps its split (train/; every
+    split.test_every-th validation file per class is test); other sources are split by a hash
+    of each photo. Near-identical photos share a split; unusable or unlabelled files and
+    near-identical photos with different labels are excluded and listed."""
     setup_logging()
     params = load_params(params_path)
     config = read_section(params, "split", SplitConfig)
     image_size = read_section(params, "train", TrainConfig).image_size
+    sources = (".",)
+    if sources_record.is_file():
+        sources = tuple(s["folder"] for s in json.loads(sources_record.read_text())["sources"])
     tracking.connect()
-    result = build_manifest(images, test_every=config.test_every, strict=config.strict,
-                            max_pixels=config.max_pixels)
+    result = build_manifest(images, **dataclasses.asdict(config), sources=sources)
     metrics = data_metrics(result)
     with atomic_dir(out) as tmp:
         write_csv(tmp / "manifest.csv", result.manifest)
@@ -68,8 +79,11 @@ def main(params_path: str, images: Path, out: Path, metrics_path: Path, figure: 
         tracking.log_artifact(out / "excluded.csv", "data")
         tracking.log_artifact(metrics_path, "data")
     counts = {s: v["total"] for s, v in metrics["splits"].items()}
-    click.echo(f"Split {counts}; excluded {metrics['excluded']}, "
-               f"cross-split duplicates {metrics['cross_split_duplicates']}.", err=True)
+    layouts = ", ".join(f"{folder}: {facts['layout']}" for folder, facts in metrics["sources"].items())
+    click.echo(f"Split {counts} ({layouts}); excluded {metrics['excluded']} "
+               f"{metrics['excluded_by_kind']}; {metrics['duplicates']['groups']} groups of "
+               f"identical or near-identical photos, {metrics['cross_split_duplicates']} across "
+               "splits.", err=True)
 
 
 if __name__ == "__main__":

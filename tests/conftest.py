@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,7 +29,8 @@ NUMBERING = {"train": 0, "validation": 2000}
 
 def jpeg_bytes(label: str, index: int, size: int = 32) -> bytes:
     """One synthetic JPEG: bright for cats, dark for dogs, deterministic per (label, index)."""
-    rng = np.random.default_rng(hash((label, index)) % 2**32)
+    # crc32, not hash(): str hashes change with each process, and so would every image.
+    rng = np.random.default_rng(zlib.crc32(f"{label}.{index}".encode()))
     base = 190 if label == "cat" else 60
     pixels = np.clip(base + rng.normal(0, 25, (size, size, 3)), 0, 255)
     x, y = rng.integers(0, size - 8, 2)

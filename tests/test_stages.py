@@ -51,11 +51,13 @@ def project(tmp_path: Path, dataset_zip: Path, tracking_store: str, monkeypatch)
 
 
 def test_download_and_split_write_their_outputs(project: Path, dataset_zip: Path) -> None:
-    record = json.loads((project / "metrics/download.json").read_text())
+    [record] = json.loads((project / "metrics/download.json").read_text())["sources"]
     assert record["size_bytes"] == dataset_zip.stat().st_size and len(record["sha256"]) == 64
+    assert (record["kind"], record["folder"]) == ("zip", ".")
     assert (project / "data/raw/cats_and_dogs_filtered/train/cats/cat.0.jpg").is_file()
     data = json.loads((project / "metrics/data.json").read_text())
     assert data["splits"]["test"]["count"] == {"cat": 2, "dog": 2}
+    assert data["sources"] == {".": {"layout": "tutorial", "files": 44, "labelled": 44, "photos": 44}}
     manifest = pd.read_csv(project / "data/split/manifest.csv")
     assert len(manifest) == 44 and set(manifest["split"]) == {"train", "validation", "test"}
     assert (project / "plots/data/samples.png").stat().st_size > 1000

@@ -15,19 +15,20 @@ import pandas as pd
 
 from catsdogs.errors import UserError
 
-# The archive's folders of images, and the splits the manifest assigns.
+# The folders of the tutorial's layout, and the splits the manifest assigns.
 SOURCE_SPLITS = ("train", "validation")
 SPLITS = ("train", "validation", "test")
-# Class folder -> label. Alphabetical, as Keras' image_dataset_from_directory numbers them:
+# The labels. Alphabetical, as Keras' image_dataset_from_directory numbers class folders:
 # label_index 0 is cat, 1 is dog, the positive class.
-CLASSES = {"cats": "cat", "dogs": "dog"}
-LABELS = tuple(CLASSES.values())
+LABELS = ("cat", "dog")
 # A logit above this means dog (a probability, its sigmoid, above 0.5): strictly above, as
 # Keras' BinaryAccuracy reads it, so training's accuracy and evaluation agree at exactly 0.
 LOGIT_THRESHOLD = 0.0
 PROBABILITY_THRESHOLD = 0.5
 
-MANIFEST_COLUMNS = ["path", "label", "label_index", "split", "sha256", "width", "height", "bytes"]
+# phash: the perceptual hash near-identical photos are found by (data/near_duplicates.py).
+MANIFEST_COLUMNS = ["path", "label", "label_index", "split", "sha256", "width", "height", "bytes",
+                    "phash"]
 # The columns training and evaluation need; the others record what the split stage saw.
 MANIFEST_REQUIRED = ("path", "label_index", "split")
 
