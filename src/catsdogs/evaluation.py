@@ -71,6 +71,20 @@ def classification_metrics(y_true: np.ndarray, logits: np.ndarray) -> dict[str, 
     }
 
 
+def class_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, dict[str, float | int]]:
+    """Per class: precision (of the photos called it, the share that are), recall (of the
+    photos that are it, the share called it) and the number of photos that are it."""
+    y_true, y_pred = np.asarray(y_true).astype(int), np.asarray(y_pred).astype(int)
+    scores = {}
+    for index, label in enumerate(LABELS):
+        called, actual = y_pred == index, y_true == index
+        hits = int((called & actual).sum())
+        scores[label] = {"precision": hits / int(called.sum()) if called.any() else 0.0,
+                         "recall": hits / int(actual.sum()) if actual.any() else 0.0,
+                         "photos": int(actual.sum())}
+    return scores
+
+
 def predictions_table(paths: list[str], y_true: np.ndarray, logits: np.ndarray) -> pd.DataFrame:
     """One row per image: path, actual and predicted label, probability of dog."""
     y_true = np.asarray(y_true).astype(int).ravel()
