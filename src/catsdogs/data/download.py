@@ -316,6 +316,34 @@ class _ByteBudget:
         return digest.hexdigest()
 
 
+# An archive entry: its name, whether it is a folder, and how to open it for reading.
+Entry = tuple[str, bool, Callable[[], BinaryIO]]
+
+
+def _unpack_entries(entries: Sequence[Entry], out_dir: Path, *, max_files: int, max_bytes: int,
+                    corrupt: tuple[type[BaseException], ...]) -> int:
+    """Write checked archive entries into `out_dir` atomically, within the caps; an error of
+    a `corrupt` type while reading an entry names it. Returns the number of files."""
+    _check_count(sum(1 for _, is_dir, _ in entries if not is_dir), max_files, "archive")
+    budget = _ByteBudget(max_bytes)
+    files = 0
+    with atomic_dir(out_dir) as tmp:
+        for name, is_dir, open_entry in entries:
+            target = tmp / name
+            if is_dir:
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with open_entry() as reader:
+                    budget.copy(reader, target, name)
+            except corrupt as error:
+                raise UnsafeArchiveError(f"archive entry '{name}' is corrupt: {error}") from error
+            files += 1
+    log.info("extracted %d files (%s bytes) into %s", files, f"{budget.written:,}", out_dir)
+    return files
+
+
 def extract(archive: Path, out_dir: Path, *, max_files: int, max_bytes: int) -> int:
     """Extract a zip into `out_dir` atomically; return the number of files written.
 
@@ -328,28 +356,13 @@ def extract(archive: Path, out_dir: Path, *, max_files: int, max_bytes: int) -> 
             f"'{archive}' is not a zip archive (truncated, or another format); "
             "check the download source"
         )
-    with zipfile.ZipFile(archive) as zf, atomic_dir(out_dir) as tmp:
+    with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
-        files = [i for i in infos if not i.is_dir()]
         for info in infos:
             _check_entry(info)
-        _check_count(len(files), max_files, "archive")
-        budget = _ByteBudget(max_bytes)
-        for info in infos:
-            target = tmp / info.filename
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with zf.open(info) as src:
-                    budget.copy(src, target, info.filename)
-            except (zipfile.BadZipFile, EOFError) as error:
-                raise UnsafeArchiveError(
-                    f"archive entry '{info.filename}' is corrupt: {error}"
-                ) from error
-    log.info("extracted %d files (%s bytes) into %s", len(files), f"{budget.written:,}", out_dir)
-    return len(files)
+        entries = [(i.filename, i.is_dir(), lambda i=i: zf.open(i)) for i in infos]
+        return _unpack_entries(entries, out_dir, max_files=max_files, max_bytes=max_bytes,
+                               corrupt=(zipfile.BadZipFile, EOFError))
 
 
 def extract_tar(archive: Path, out_dir: Path, *, max_files: int, max_bytes: int) -> int:
@@ -359,7 +372,7 @@ def extract_tar(archive: Path, out_dir: Path, *, max_files: int, max_bytes: int)
         tf = tarfile.open(archive, "r:*")
     except (tarfile.TarError, EOFError, OSError) as error:
         raise UnsafeArchiveError(f"'{archive}' is not a readable tar archive ({error})") from error
-    with tf, atomic_dir(out_dir) as tmp:
+    with tf:
         try:
             members = tf.getmembers()
         except (tarfile.TarError, EOFError, OSError) as error:
@@ -372,27 +385,9 @@ def extract_tar(archive: Path, out_dir: Path, *, max_files: int, max_bytes: int)
             if not (member.isfile() or member.isdir()):
                 raise UnsafeArchiveError(
                     f"archive entry '{member.name}' is a device or fifo, not a file; refusing it")
-        files = [m for m in members if m.isfile()]
-        _check_count(len(files), max_files, "archive")
-        budget = _ByteBudget(max_bytes)
-        for member in members:
-            target = tmp / member.name
-            if member.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                reader = tf.extractfile(member)
-                assert reader is not None  # a regular file, checked above
-                with reader:
-                    budget.copy(reader, target, member.name)
-            except (tarfile.TarError, EOFError, OSError) as error:
-                if isinstance(error, UnsafeArchiveError):
-                    raise
-                raise UnsafeArchiveError(
-                    f"archive entry '{member.name}' is corrupt: {error}") from error
-    log.info("extracted %d files (%s bytes) into %s", len(files), f"{budget.written:,}", out_dir)
-    return len(files)
+        entries = [(m.name, m.isdir(), lambda m=m: tf.extractfile(m)) for m in members]
+        return _unpack_entries(entries, out_dir, max_files=max_files, max_bytes=max_bytes,
+                               corrupt=(tarfile.TarError, EOFError, OSError))
 
 
 def copy_folder(folder: Path, out_dir: Path, *, max_files: int, max_bytes: int) -> tuple[str, int]:
