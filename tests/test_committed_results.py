@@ -32,7 +32,9 @@ def test_dvc_status_finds_nothing_changed_only_outputs_missing() -> None:
                 continue
             for kind, files in entry.items():
                 for path, how in files.items() if isinstance(files, dict) else []:
-                    if kind == "changed params" or how not in MISSING_ONLY:
+                    # A changed param's `how` is a mapping of old and new values.
+                    if kind == "changed params" or not isinstance(how, str) \
+                            or how not in MISSING_ONLY:
                         changed.append(f"{stage}: {kind} {path} ({how})")
     assert not changed, ("dvc.lock and metrics/ are not the results of the committed params "
                          "and code; run `dvc repro` and commit both:\n" + "\n".join(changed))
