@@ -20,7 +20,7 @@ from catsdogs.atomic import atomic_dir, write_csv, write_json
 from catsdogs.config import load_params, read_section
 from catsdogs.data.manifest import LABELS
 from catsdogs.data.images import read_images
-from catsdogs.data.split import SplitConfig, build_manifest, data_metrics
+from catsdogs.data.split import DataError, SplitConfig, build_manifest, data_metrics
 from catsdogs.stage_support import fails_clearly, params_option, setup_logging
 from catsdogs.train_config import TrainConfig
 
@@ -55,7 +55,11 @@ def main(params_path: str, images: Path, sources_record: Path, out: Path, metric
     image_size = read_section(params, "train", TrainConfig).image_size
     sources = (".",)
     if sources_record.is_file():
-        sources = tuple(s["folder"] for s in json.loads(sources_record.read_text())["sources"])
+        record = json.loads(sources_record.read_text())
+        if "sources" not in record:
+            raise DataError(f"'{sources_record}' was written by an older download stage and "
+                            "does not list the sources; run `dvc repro download` again")
+        sources = tuple(s["folder"] for s in record["sources"])
     tracking.connect()
     result = build_manifest(images, **dataclasses.asdict(config), sources=sources)
     metrics = data_metrics(result)

@@ -68,7 +68,14 @@ def test_class_folders_at_any_depth_any_case(tmp_path: Path) -> None:
     assert labels == {"pets/Cats/a.jpg": "cat", "pets/2019/DOG/b.jpg": "dog",
                       "pets/dog/x/cat/c.jpg": "cat", "misc/d.jpg": None}
     unlabelled = next(f for f in layout.files if f.label is None)
-    assert unlabelled.reason == "no label: not in a class folder"
+    assert unlabelled.reason == "no label: neither in a class folder nor named for a class"
+
+
+def test_files_outside_class_folders_fall_back_to_their_names(tmp_path: Path) -> None:
+    root = write(tmp_path, {f"train/{label}.{n}.jpg": b"x" for n in range(5) for label in ("cat", "dog")}
+                 | {"extra/dogs/dog.999.jpg": b"x", "extra/dogs/Puppy.jpg": b"x"})
+    layout = read_layout(root)
+    assert layout.name == "class_folders" and len(layout.labelled) == 12
 
 
 def test_class_names_are_a_setting(tmp_path: Path) -> None:
@@ -220,8 +227,15 @@ def test_a_source_that_fits_no_layout_is_named(tmp_path: Path, extracted: Path) 
 
 def test_too_few_photos_for_a_split_say_which_setting(tmp_path: Path) -> None:
     write(tmp_path, {"cat.1.jpg": photo(1), "dog.1.jpg": photo(2)})
-    with pytest.raises(DataError, match="got no photos: 2 usable photo.*validation_fraction"):
+    with pytest.raises(DataError, match="got no .* photos: 1 usable .* of 2, with "
+                                        "split.validation_fraction"):
         build_manifest(tmp_path)
+
+
+def test_a_collection_of_one_class_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, {f"cats/{n}.jpg": photo(n) for n in range(40)})
+    with pytest.raises(DataError, match="split 'train' got no dog photos: 0 usable dog photo"):
+        build_manifest(tmp_path, **FRACTIONS)
 
 
 def test_the_split_stage_reads_the_sources_from_the_download_record(
@@ -250,3 +264,8 @@ def test_the_split_stage_reads_the_sources_from_the_download_record(
     manifest = pd.read_csv(tmp_path / "data/split/manifest.csv")
     assert len(manifest) == 44 + 24 and manifest["phash"].str.len().eq(16).all()
     assert "tutorial: tutorial, mine: class_folders" in result.output
+
+    (tmp_path / "metrics/download.json").write_text(json.dumps({"source": "x.zip", "sha256": "0"}))
+    result = CliRunner().invoke(load_stage("split"), [])
+    assert result.exit_code == 1 and "older download stage" in result.output
+    assert "dvc repro download" in result.output

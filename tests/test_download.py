@@ -312,3 +312,62 @@ def test_one_failing_source_of_several_leaves_nothing(dataset_zip: Path, tmp_pat
 def test_bad_source_settings_are_refused_with_the_setting(settings: dict, message: str) -> None:
     with pytest.raises(DownloadError, match=message):
         _config(**settings).sources
+
+
+def test_a_folder_source_overlapping_the_download_folder_is_refused(extracted: Path,
+                                                                    tmp_path: Path) -> None:
+    out = tmp_path / "data/raw"
+    shutil.copytree(extracted, out / "mine")
+    for folder in (out / "mine", tmp_path / "data"):
+        with pytest.raises(DownloadError, match="overlaps the download folder"):
+            run_download(str(folder), out)
+    assert (out / "mine/cats_and_dogs_filtered/train/cats/cat.0.jpg").is_file()  # untouched
+
+
+def test_a_pinned_sha256_is_checked_before_the_format(tmp_path: Path) -> None:
+    page = tmp_path / "portal.zip"
+    page.write_text("<html>please log in</html>")
+    with pytest.raises(DownloadError, match="sha256 mismatch for .*portal.zip"):
+        run_download(str(page), tmp_path / "raw", sha256="0" * 64)
+    with pytest.raises(UnsafeArchiveError, match="portal.zip' is not a zip or tar archive"):
+        run_download(str(page), tmp_path / "raw")
+
+
+@pytest.mark.parametrize("first_is_file", [True, False], ids=["file-then-folder", "folder-then-file"])
+def test_entries_that_clash_are_refused_by_name(tmp_path: Path, first_is_file: bool) -> None:
+    archive = tmp_path / "clash.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        if first_is_file:
+            zf.writestr("photos/cats", b"a file")
+            zf.writestr("photos/cats/a.jpg", b"x")
+        else:
+            zf.writestr("photos/cats/", b"")
+            zf.writestr("photos/cats", b"a file")
+    with pytest.raises(UnsafeArchiveError, match="clashes with another entry"):
+        extract(archive, tmp_path / "raw", **CAPS)
+    assert not (tmp_path / "raw").exists()
+
+
+def test_windows_separators_in_a_zip_make_folders(tmp_path: Path) -> None:
+    archive = tmp_path / "win.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("photos\\cats\\a.jpg", b"x")
+    extract(archive, tmp_path / "raw", **CAPS)
+    assert (tmp_path / "raw/photos/cats/a.jpg").read_bytes() == b"x"
+
+
+def test_the_readme_override_for_several_sources_works_in_dvc(tmp_path: Path) -> None:
+    """`dvc exp run -S` cannot merge a mapping into the default list of mirrors; the README's
+    two-step override (drop, then add) must give DownloadConfig its named sources."""
+    import yaml
+    from conftest import PROJECT_ROOT
+    from dvc.utils.hydra import apply_overrides
+
+    params = tmp_path / "params.yaml"
+    shutil.copy(PROJECT_ROOT / "params.yaml", params)
+    apply_overrides(params, ["~download.url",
+                             "+download.url={tutorial:'/p/cats_and_dogs_filtered.zip',mine:'/p/pets'}"])
+    section = yaml.safe_load(params.read_text())["download"]
+    sources = _config(**section).sources
+    assert [(s.name, s.mirrors) for s in sources] == [
+        ("tutorial", ("/p/cats_and_dogs_filtered.zip",)), ("mine", ("/p/pets",))]

@@ -12,11 +12,15 @@ import csv
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from catsdogs.data.images import DEFAULT_MAX_PIXELS
 from catsdogs.stage_support import setup_logging
+
+if TYPE_CHECKING:
+    from catsdogs.predict import Skipped
 
 # Skipped files named one by one on stderr; beyond this many, counted by reason.
 SKIPS_NAMED = 20
@@ -94,7 +98,7 @@ def predict(paths: tuple[Path, ...], model_source: str, fmt: str, batch_size: in
         raise click.ClickException(f"no readable image found in: {', '.join(map(str, paths))}")
 
 
-def _report_skipped(skipped: list) -> None:
+def _report_skipped(skipped: list[Skipped]) -> None:
     """Name the first skipped files on stderr, then count the rest by kind."""
     from catsdogs.predict import skip_summary
 
@@ -115,8 +119,9 @@ def _report_skipped(skipped: list) -> None:
                    "json: the summary as one JSON object.")
 @click.option("--params", "params_path", type=click.Path(dir_okay=False, path_type=Path),
               default="params.yaml", show_default=True,
-              help="Where split.class_names (which folder and file names mean which class) is "
-                   "read, when the file exists; else cat, cats / dog, dogs.")
+              help="Where split.class_names (which folder and file names mean which class) "
+                   "and download.max_files / max_bytes (an archive's caps) are read, when the "
+                   "file exists; else the defaults.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="Images decoded and classified at a time (bounds memory).")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS,
@@ -131,19 +136,20 @@ def evaluate(path: Path, model_source: str, fmt: str, params_path: Path, batch_s
     setup_logging()
     from catsdogs.collection import PHOTO_COLUMNS, score_collection, summary_lines
     from catsdogs.config import load_params, read_section
+    from catsdogs.data.download import DownloadConfig
     from catsdogs.data.split import SplitConfig
     from catsdogs.errors import UserError
 
     try:
-        class_names = SplitConfig().class_names
-        if params_path.is_file():
-            params = load_params(params_path)
-            if "split" in params:
-                class_names = read_section(params, "split", SplitConfig).class_names
+        params = load_params(params_path) if params_path.is_file() else {}
+        class_names = (read_section(params, "split", SplitConfig) if "split" in params
+                       else SplitConfig()).class_names
+        caps = (read_section(params, "download", DownloadConfig) if "download" in params
+                else DownloadConfig(url=()))
         model = _load_model(model_source)
-        score = score_collection(model, path, class_names=class_names, batch_size=batch_size,
-                                 max_pixels=max_pixels)
-    except (UserError, ValueError) as error:
+        score = score_collection(model, path, class_names=class_names, caps=caps,
+                                 batch_size=batch_size, max_pixels=max_pixels)
+    except UserError as error:
         raise click.ClickException(str(error)) from error
     _report_skipped(score.skipped)
     if score.photos.empty:

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from catsdogs.data.download import DownloadConfig, archive_kind, extract, extract_tar
+from catsdogs.data.download import DownloadConfig, unpack
 from catsdogs.data.layouts import DEFAULT_CLASS_NAMES, read_layout
 from catsdogs.data.manifest import LABELS
-from catsdogs.evaluation import class_scores
+from catsdogs.evaluation import class_scores, confusion_matrix
 from catsdogs.predict import Prediction, Skipped, classify
 from catsdogs.stats import wilson_interval
 
@@ -55,24 +55,22 @@ class CollectionScore:
             "accuracy_low": low,
             "accuracy_high": high,
             "classes": class_scores(y_true, y_pred),
-            "confusion_matrix": [[int(((y_true == a) & (y_pred == p)).sum()) for p in range(2)]
-                                 for a in range(2)],
+            "confusion_matrix": confusion_matrix(y_true, y_pred),
             "skipped": len(self.skipped),
             "misclassified": wrong.drop(columns="correct").to_dict("records"),
         }
 
 
 @contextmanager
-def unpacked(path: Path) -> Iterator[Path]:
-    """The folder of a collection: `path` itself, or a zip or tar unpacked for the block."""
+def unpacked(path: Path, caps: DownloadConfig) -> Iterator[Path]:
+    """The folder of a collection: `path` itself, or a zip or tar unpacked for the block
+    within the download stage's caps (`download.max_files`, `download.max_bytes`)."""
     if path.is_dir():
         yield path
         return
-    caps = {"max_files": DownloadConfig.max_files, "max_bytes": DownloadConfig.max_bytes}
-    kind = archive_kind(path)
     with tempfile.TemporaryDirectory(prefix="catsdogs-evaluate-") as tmp:
         root = Path(tmp) / "collection"
-        (extract if kind == "zip" else extract_tar)(path, root, **caps)
+        unpack(path, root, max_files=caps.max_files, max_bytes=caps.max_bytes, source=str(path))
         yield root
 
 
@@ -81,6 +79,7 @@ def score_collection(
     path: Path,
     *,
     class_names: Mapping[str, Sequence[str]] = DEFAULT_CLASS_NAMES,
+    caps: DownloadConfig | None = None,
     batch_size: int = 64,
     max_pixels: int,
 ) -> CollectionScore:
@@ -88,7 +87,7 @@ def score_collection(
 
     Raises LayoutError when no layout fits; the score may hold no photo, when none read.
     """
-    with unpacked(path) as root:
+    with unpacked(path, caps or DownloadConfig(url=())) as root:
         layout = read_layout(root, class_names)
         labels = {file.path: file.label for file in layout.labelled}
         skipped = [Skipped(str(f.path.relative_to(root)), "no label", f.reason or "no label")
@@ -119,8 +118,11 @@ def summary_lines(summary: Mapping[str, Any]) -> list[str]:
         "",
         f"{'class':<6} {'precision':>9} {'recall':>7} {'photos':>7}",
     ]
+    def score(value: float | None, width: int) -> str:
+        return f"{value:>{width}.4f}" if value is not None else f"{'n/a':>{width}}"
+
     for label, scores in summary["classes"].items():
-        lines.append(f"{label:<6} {scores['precision']:>9.4f} {scores['recall']:>7.4f} "
+        lines.append(f"{label:<6} {score(scores['precision'], 9)} {score(scores['recall'], 7)} "
                      f"{scores['photos']:>7}")
     width = max(6, len(str(matrix.max())))
     lines += ["", "confusion matrix (rows: actual, columns: predicted)",

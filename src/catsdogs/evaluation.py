@@ -71,16 +71,24 @@ def classification_metrics(y_true: np.ndarray, logits: np.ndarray) -> dict[str, 
     }
 
 
-def class_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, dict[str, float | int]]:
-    """Per class: precision (of the photos called it, the share that are), recall (of the
-    photos that are it, the share called it) and the number of photos that are it."""
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray) -> list[list[int]]:
+    """`[[true cat as cat, true cat as dog], [dog as cat, dog as dog]]` from label indices."""
     y_true, y_pred = np.asarray(y_true).astype(int), np.asarray(y_pred).astype(int)
-    scores = {}
+    return [[int(((y_true == actual) & (y_pred == called)).sum()) for called in range(len(LABELS))]
+            for actual in range(len(LABELS))]
+
+
+def class_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, dict[str, float | int | None]]:
+    """Per class: precision (of the photos called it, the share that are), recall (of the
+    photos that are it, the share called it) and the number of photos that are it; None
+    where a share has nothing to count (no photo called it, or none is it)."""
+    y_true, y_pred = np.asarray(y_true).astype(int), np.asarray(y_pred).astype(int)
+    scores: dict[str, dict[str, float | int | None]] = {}
     for index, label in enumerate(LABELS):
         called, actual = y_pred == index, y_true == index
         hits = int((called & actual).sum())
-        scores[label] = {"precision": hits / int(called.sum()) if called.any() else 0.0,
-                         "recall": hits / int(actual.sum()) if actual.any() else 0.0,
+        scores[label] = {"precision": hits / int(called.sum()) if called.any() else None,
+                         "recall": hits / int(actual.sum()) if actual.any() else None,
                          "photos": int(actual.sum())}
     return scores
 

@@ -31,6 +31,7 @@ from typing import Annotated, BinaryIO
 
 from catsdogs.atomic import atomic_dir, put_in_place
 from catsdogs.config import Range
+from catsdogs.data.layouts import is_hidden
 from catsdogs.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ class DownloadConfig:
             if isinstance(self.sha256, dict):
                 raise DownloadError("download.sha256 is a mapping but download.url is one "
                                     "source; give one sha256, or name the sources in url")
-            return (Source("", _as_tuple(self.url), self.sha256),)
+            return (Source("", _as_tuple(self.url), self.sha256),)  # the tutorial's default
         if not self.url:
             raise DownloadError("download.url is an empty mapping; name at least one source")
         digests = self.sha256 if isinstance(self.sha256, dict) else {}
@@ -329,11 +330,18 @@ def _unpack_entries(entries: Sequence[Entry], out_dir: Path, *, max_files: int, 
     files = 0
     with atomic_dir(out_dir) as tmp:
         for name, is_dir, open_entry in entries:
-            target = tmp / name
-            if is_dir:
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
+            target = tmp / name.replace("\\", "/")  # a Windows zip's separators, checked above
+            try:
+                if is_dir:
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if target.exists():
+                    raise FileExistsError(name)
+            except (FileExistsError, NotADirectoryError, IsADirectoryError) as error:
+                raise UnsafeArchiveError(
+                    f"archive entry '{name}' clashes with another entry of the same name (a "
+                    "file and a folder, or a file twice); repack the archive") from error
             try:
                 with open_entry() as reader:
                     budget.copy(reader, target, name)
@@ -386,21 +394,24 @@ def extract_tar(archive: Path, out_dir: Path, *, max_files: int, max_bytes: int)
                 raise UnsafeArchiveError(
                     f"archive entry '{member.name}' is a device or fifo, not a file; refusing it")
         entries = [(m.name, m.isdir(), lambda m=m: tf.extractfile(m)) for m in members]
+        # zlib.error and friends surface as tarfile.ReadError; EOFError is a truncated member.
         return _unpack_entries(entries, out_dir, max_files=max_files, max_bytes=max_bytes,
-                               corrupt=(tarfile.TarError, EOFError, OSError))
+                               corrupt=(tarfile.TarError, EOFError))
 
 
 def copy_folder(folder: Path, out_dir: Path, *, max_files: int, max_bytes: int) -> tuple[str, int]:
     """Copy a local folder into `out_dir` atomically; return (sha256 of its listing, bytes).
 
     The listing's sha256 covers each file's relative path and content sha256, in path order,
-    so it changes when any file is added, removed, renamed or edited. Symbolic links, devices
+    so it changes when any photo is added, removed, renamed or edited; hidden files and
+    folders are left out, as the split stage skips them. Symbolic links, devices
     and fifos are refused by name, as in archives, as are folders over the caps.
     """
     entries: list[Path] = []
     for current, dirs, names in os.walk(folder, followlinks=False):
-        dirs.sort()
-        for name in [*dirs, *names]:
+        # Not photos (.DS_Store, .git, __MACOSX/): neither copied, counted nor hashed.
+        dirs[:] = sorted(d for d in dirs if not is_hidden(Path(d)))
+        for name in [*dirs, *(n for n in names if not is_hidden(Path(n)))]:
             path = Path(current) / name
             mode = path.lstat().st_mode
             if stat.S_ISLNK(mode):
@@ -426,18 +437,23 @@ def copy_folder(folder: Path, out_dir: Path, *, max_files: int, max_bytes: int) 
     return listing.hexdigest(), budget.written
 
 
-def archive_kind(path: Path) -> str:
-    """'zip' or 'tar', read from the content, not the name; anything else is refused."""
-    if zipfile.is_zipfile(path):
+def unpack(archive: Path, out_dir: Path, *, max_files: int, max_bytes: int,
+           source: str | None = None) -> str:
+    """Extract a zip or a tar, told apart by content, not name, into `out_dir`; return
+    'zip' or 'tar'. Anything else is refused, naming `source` (where it came from)."""
+    if zipfile.is_zipfile(archive):
+        extract(archive, out_dir, max_files=max_files, max_bytes=max_bytes)
         return "zip"
     try:
-        if tarfile.is_tarfile(path):
-            return "tar"
+        is_tar = tarfile.is_tarfile(archive)
     except (OSError, EOFError):
-        pass
-    raise UnsafeArchiveError(
-        f"'{path}' is not a zip or tar archive (truncated, or another format); "
-        "check the download source")
+        is_tar = False
+    if not is_tar:
+        raise UnsafeArchiveError(
+            f"'{source or archive}' is not a zip or tar archive (truncated, or another "
+            "format, e.g. a web page); check the source")
+    extract_tar(archive, out_dir, max_files=max_files, max_bytes=max_bytes)
+    return "tar"
 
 
 def download(
@@ -467,6 +483,7 @@ def download(
         )
         caps = {"max_files": max_files, "max_bytes": max_bytes}
         if fetched.local_folder is not None:
+            _refuse_overlap(fetched.local_folder, out_dir)
             # A folder is hashed as it is copied: check the digest before it replaces out_dir.
             staged = Path(tmp) / "folder"
             digest, size = copy_folder(fetched.local_folder, staged, **caps)
@@ -474,11 +491,20 @@ def download(
             _verify(fetched, sha256)
             put_in_place(staged, out_dir)
         else:
-            kind = archive_kind(archive)
+            _verify(fetched, sha256)  # first: a pinned digest says more than a format error
+            kind = unpack(archive, out_dir, source=fetched.source, **caps)
             fetched = Fetched(fetched.source, fetched.sha256, fetched.size, kind, name)
-            _verify(fetched, sha256)
-            (extract if kind == "zip" else extract_tar)(archive, out_dir, **caps)
     return fetched
+
+
+def _refuse_overlap(folder: Path, out_dir: Path) -> None:
+    """A folder source inside the output (replaced by the copy) or holding it (copied into
+    itself) would be lost or nest without end: refuse it, naming both."""
+    source, out = folder.resolve(), out_dir.resolve()
+    if source == out or out in source.parents or source in out.parents:
+        raise DownloadError(
+            f"the folder source '{folder}' overlaps the download folder '{out_dir}', which is "
+            "replaced on every run; keep your photos outside it (e.g. ~/Pictures/pets)")
 
 
 def _verify(fetched: Fetched, sha256: str | None) -> None:

@@ -7,7 +7,8 @@ layout gives one). The layouts, tried in this order, the first that fits wins:
 - `tutorial`: `train/` and `validation/`, each with a folder per class (`cats/`, `dogs/`), at
   the top or in the only folder there: the split is the source's own.
 - `class_folders`: folders named for a class at any depth (`cats/`, `Dog/`, `pets/cat/`); a
-  file takes the class of the nearest such folder above it.
+  file takes the class of the nearest such folder above it, else the class its name starts
+  with, as below.
 - `name_prefix`: files whose names start with a class name (`cat.123.jpg`, `dog_5.png`,
   `Cats-01.jpg`): the Kaggle Dogs vs. Cats layout.
 
@@ -55,7 +56,7 @@ class SourceFile:
 
 @dataclass(frozen=True)
 class Layout:
-    """A source's layout, its files in path order, and a sentence of what was found."""
+    """A source's layout, the folder it applies to, and its files in path order."""
 
     name: str
     root: Path
@@ -86,14 +87,16 @@ def check_class_names(class_names: Mapping[str, Sequence[str]]) -> dict[str, str
     return by_name
 
 
-def _is_hidden(relative: Path) -> bool:
+def is_hidden(relative: Path) -> bool:
+    """Whether a path under a source is not a photo: hidden (a leading '.') or macOS'
+    `__MACOSX/` archive debris, anywhere in it."""
     return any(part.startswith(".") or part == "__MACOSX" for part in relative.parts)
 
 
 def list_files(root: Path) -> list[Path]:
     """Every file under `root` that could be a photo, in path order."""
     return sorted(p for p in root.rglob("*")
-                  if not _is_hidden(p.relative_to(root)) and not p.is_dir())
+                  if not is_hidden(p.relative_to(root)) and not p.is_dir())
 
 
 def _tutorial_root(root: Path) -> Path | None:
@@ -160,17 +163,20 @@ def read_layout(root: Path, class_names: Mapping[str, Sequence[str]] = DEFAULT_C
     if tutorial_root is not None:
         return _tutorial(tutorial_root, by_name)
     paths = list_files(root)
-    by_folder = {p: _folder_label(p.relative_to(root), by_name) for p in paths}
-    if any(by_folder.values()):
-        return Layout("class_folders", root, tuple(
-            SourceFile(p, label, reason=None if label else f"{NO_LABEL}: not in a class folder")
-            for p, label in by_folder.items()))
     prefix = _prefix_pattern(by_name)
-    by_prefix = {p: (m and by_name[m.group(1).lower()]) for p in paths
+    by_folder = {p: _folder_label(p.relative_to(root), by_name) for p in paths}
+    by_prefix = {p: by_name[m.group(1).lower()] if m else None for p in paths
                  for m in [prefix.match(p.name)]}
+    if any(by_folder.values()):
+        # Files outside the class folders still take their name's class, if it names one.
+        return Layout("class_folders", root, tuple(
+            SourceFile(p, by_folder[p] or by_prefix[p],
+                       reason=None if by_folder[p] or by_prefix[p] else
+                       f"{NO_LABEL}: neither in a class folder nor named for a class")
+            for p in paths))
     if any(by_prefix.values()):
         return Layout("name_prefix", root, tuple(
-            SourceFile(p, label or None,
+            SourceFile(p, label,
                        reason=None if label else f"{NO_LABEL}: the file name starts with no class name")
             for p, label in by_prefix.items()))
     raise LayoutError(_no_layout_message(root, paths, by_name))

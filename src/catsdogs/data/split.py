@@ -262,13 +262,18 @@ def _place_groups(rows: list[dict[str, Any]], max_bits: int
 
 
 def _check_splits(manifest: pd.DataFrame, validation_fraction: float, test_fraction: float) -> None:
-    counts = manifest["split"].value_counts()
-    empty = [split for split in SPLITS if counts.get(split, 0) == 0]
-    if empty:
-        raise DataError(
-            f"split '{empty[0]}' got no photos: {len(manifest)} usable photo(s) with "
-            f"split.validation_fraction {validation_fraction} and split.test_fraction "
-            f"{test_fraction}; add photos or raise the fractions")
+    """Every split must hold photos of every class: a model trained or judged on one class
+    alone says nothing."""
+    counts = manifest.groupby(["split", "label"]).size()
+    for split in SPLITS:
+        for label in LABELS:
+            if counts.get((split, label), 0) == 0:
+                photos = int((manifest["label"] == label).sum())
+                raise DataError(
+                    f"split '{split}' got no {label} photos: {photos} usable {label} photo(s) "
+                    f"in all, of {len(manifest)}, with split.validation_fraction "
+                    f"{validation_fraction} and split.test_fraction {test_fraction}; add "
+                    f"{label} photos (or check split.class_names), or raise the fractions")
 
 
 def data_metrics(result: SplitResult) -> dict[str, Any]:
