@@ -11,6 +11,12 @@ under .dvc/tmp/) or the working directory. Nothing is logged at import time.
 Every write to the store holds Ctrl-C until it completes (`_write`): a KeyboardInterrupt
 in the middle of a SQLite transaction leaves the database locked, and the run could then no
 longer be marked KILLED.
+
+A process that dies without a chance to end its run (SIGKILL, the OOM killer, a closed
+laptop) leaves it RUNNING. So each run records its owner (host, pid, the process's start
+time), and `connect` ends, as KILLED with a tag saying how it was found, every RUNNING run of
+this host whose owner is gone: `mlflow ui` never shows a dead training as running for longer
+than until the next stage starts.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -31,6 +38,7 @@ from typing import Any, TypeVar
 
 import mlflow
 import pandas as pd
+import psutil
 from filelock import FileLock
 from mlflow.entities import DatasetInput, InputTag
 from mlflow.exceptions import MlflowException
@@ -53,6 +61,10 @@ CHAMPION_ALIAS = "champion"
 # Beside the model in models/<name>/: its training run, and its LoggedModel in that run.
 RUN_ID_FILE = "mlflow_run_id"
 MODEL_ID_FILE = "mlflow_model_id"
+# Who owns a run: set when it starts, read when a later process looks for dead owners.
+OWNER_HOST, OWNER_PID, OWNER_STARTED = "catsdogs.owner.host", "catsdogs.owner.pid", "catsdogs.owner.started"
+# Set on a run ended KILLED because its owner was gone: by whom, when, and why.
+ENDED_BY = "catsdogs.ended_by"
 # Where each split of the manifest is used, as MLflow names dataset contexts.
 DATASET_CONTEXTS = {"train": "training", "validation": "validation", "test": "testing"}
 
@@ -163,8 +175,51 @@ def connect(uri: str | None = None, timeout_s: float = 10.0) -> str:
                 MlflowClient().set_experiment_tag(experiment_id, *EXPERIMENT_KIND)
         except MlflowException as error:
             raise TrackingError(f"cannot use MLflow tracking store {uri}: {error}") from error
-    mlflow.set_experiment(EXPERIMENT)
+    experiment_id = mlflow.set_experiment(EXPERIMENT).experiment_id
+    end_orphaned_runs(experiment_id)
     return uri
+
+
+def owner_tags() -> dict[str, str]:
+    """This process as a run's owner: host, pid and start time (a reused pid has another)."""
+    me = psutil.Process()
+    return {OWNER_HOST: socket.gethostname(), OWNER_PID: str(me.pid),
+            OWNER_STARTED: f"{me.create_time():.2f}"}
+
+
+def _owner_alive(tags: Mapping[str, str]) -> bool:
+    """Whether the process a run's owner tags name still runs (the same process, not a new
+    one that got its pid)."""
+    try:
+        process = psutil.Process(int(tags[OWNER_PID]))
+        return abs(process.create_time() - float(tags[OWNER_STARTED])) < 1.0
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, KeyError, ValueError):
+        return False
+    except psutil.AccessDenied:  # it exists; another user's
+        return True
+
+
+def end_orphaned_runs(experiment_id: str) -> list[str]:
+    """End KILLED every RUNNING run of this host whose owning process is gone; return their
+    ids. Runs of other hosts, and runs without owner tags, are left as they are."""
+    host = socket.gethostname()
+    client = MlflowClient()
+    found = _write(lambda: client.search_runs(
+        [experiment_id], filter_string=f"attributes.status = 'RUNNING' and tags.`{OWNER_HOST}` = '{host}'",
+        max_results=1000))
+    ended = []
+    for stale in found:
+        if _owner_alive(stale.data.tags):
+            continue
+        note = (f"owner process {stale.data.tags.get(OWNER_PID)} on {host} was gone when process "
+                f"{os.getpid()} connected at {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+        with _holding_interrupts():
+            _write(lambda: client.set_tag(stale.info.run_id, ENDED_BY, note))
+            _write(lambda: client.set_terminated(stale.info.run_id, "KILLED"))
+        log.warning("ended run %s (%s) KILLED: its %s", stale.info.run_id,
+                    stale.data.tags.get("mlflow.runName"), note)
+        ended.append(stale.info.run_id)
+    return ended
 
 
 # -- Runs ---------------------------------------------------------------------------------
@@ -208,7 +263,8 @@ def run(name: str, *, tags: Mapping[str, str] | None = None) -> Iterator[str]:
         # A Ctrl-C while the run starts is held until it has started and can be ended
         # KILLED here; raised any earlier, MLflow's exit hook would end it FINISHED.
         with _holding_interrupts():
-            active = _write(lambda: mlflow.start_run(run_name=name, tags=dict(tags or {})))
+            active = _write(lambda: mlflow.start_run(run_name=name,
+                                                     tags={**owner_tags(), **(tags or {})}))
             run_id = active.info.run_id
         yield run_id
         status = "FINISHED"

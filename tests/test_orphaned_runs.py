@@ -1,0 +1,78 @@
+"""A training killed without warning (SIGKILL, the OOM killer) does not stay RUNNING."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from catsdogs import tracking
+
+# Opens a run, says its id, then waits to be killed.
+OWNER = """
+import sys, time
+from catsdogs import tracking
+tracking.connect()
+with tracking.run("victim") as run_id:
+    print(run_id, flush=True)
+    time.sleep(120)
+"""
+
+
+def start_owner(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    owner = subprocess.Popen([sys.executable, "-c", OWNER], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env)
+    line = owner.stdout.readline().strip()  # printed only once the run has started
+    if not line:
+        owner.kill()
+        raise AssertionError(f"the owner process died first: {owner.communicate()[1][-2000:]}")
+    return owner, line
+
+
+@pytest.fixture()
+def store_env(tracking_store: str) -> dict[str, str]:
+    return {**os.environ, "MLFLOW_TRACKING_URI": tracking_store}
+
+
+def test_a_run_whose_process_was_killed_ends_killed_at_the_next_connect(store_env) -> None:
+    owner, run_id = start_owner(store_env)
+    owner.send_signal(signal.SIGKILL)
+    owner.wait(timeout=60)
+    tracking.connect()
+    run = MlflowClient().get_run(run_id)
+    assert run.info.status == "KILLED"
+    assert f"owner process {owner.pid} on" in run.data.tags[tracking.ENDED_BY]
+    assert run.data.tags[tracking.OWNER_PID] == str(owner.pid)
+
+
+def test_a_run_whose_process_lives_stays_running(store_env) -> None:
+    owner, run_id = start_owner(store_env)
+    try:
+        assert tracking.connect() and MlflowClient().get_run(run_id).info.status == "RUNNING"
+    finally:
+        owner.kill()
+        owner.wait(timeout=60)
+
+
+def test_a_reused_pid_is_not_taken_for_the_owner(tracking_store: str) -> None:
+    tracking.connect()
+    with tracking.run("mine") as run_id:
+        # The same pid, but a process that started at another time: not this run's owner.
+        MlflowClient().set_tag(run_id, tracking.OWNER_STARTED, "12345.00")
+        experiment = MlflowClient().get_experiment_by_name(tracking.EXPERIMENT)
+        assert tracking.end_orphaned_runs(experiment.experiment_id) == [run_id]
+
+
+def test_runs_of_other_hosts_are_left_alone(tracking_store: str) -> None:
+    tracking.connect()
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(tracking.EXPERIMENT).experiment_id
+    run = client.create_run(experiment, tags={tracking.OWNER_HOST: "elsewhere",
+                                              tracking.OWNER_PID: "1", tracking.OWNER_STARTED: "0"})
+    assert tracking.end_orphaned_runs(experiment) == []
+    assert client.get_run(run.info.run_id).info.status == "RUNNING"
