@@ -76,3 +76,43 @@ def test_runs_of_other_hosts_are_left_alone(tracking_store: str) -> None:
                                               tracking.OWNER_PID: "1", tracking.OWNER_STARTED: "0"})
     assert tracking.end_orphaned_runs(experiment) == []
     assert client.get_run(run.info.run_id).info.status == "RUNNING"
+
+
+@pytest.mark.slow
+def test_catsdogs_ui_serves_the_project_store_at_the_runs_page(tmp_path: Path, store_env) -> None:
+    """`catsdogs ui` starts mlflow ui on the project's store and prints the address of the
+    experiment's runs in the model-training view; that server answers for the experiment."""
+    import json
+    import time
+    import urllib.request
+
+    from conftest import free_port
+
+    port = free_port()
+    env = {**store_env, "BROWSER": "true"}  # a "browser" that does nothing
+    ui = subprocess.Popen([sys.executable, "-m", "catsdogs.cli", "ui", "--port", str(port)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                          cwd=tmp_path)
+    try:
+        lines = []
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            line = ui.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("catsdogs runs: "):
+                break
+        address = lines[-1].removeprefix("catsdogs runs: ").split()[0] if lines else ""
+        assert address.startswith(f"http://127.0.0.1:{port}/#/experiments/"), "".join(lines)[-3000:]
+        assert address.endswith("/runs?workflowType=machine_learning")
+        experiment_id = address.split("/experiments/")[1].split("/")[0]
+        api = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=catsdogs"
+        with urllib.request.urlopen(api, timeout=10) as answer:
+            assert json.load(answer)["experiment"]["experiment_id"] == experiment_id
+    finally:
+        ui.send_signal(signal.SIGINT)
+        try:
+            ui.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            ui.kill()

@@ -200,6 +200,66 @@ def _write_report(
     return markdown
 
 
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address mlflow ui binds to.")
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True,
+              help="Port of mlflow ui.")
+@click.option("--no-browser", is_flag=True, help="Print the address; open no browser.")
+@click.argument("mlflow_options", nargs=-1, type=click.UNPROCESSED)
+def ui(host: str, port: int, no_browser: bool, mlflow_options: tuple[str, ...]) -> None:
+    """Open the project's MLflow runs: `mlflow ui` on the project's store (MLFLOW_TRACKING_URI,
+    else mlflow.db at the project root), showing the catsdogs experiment's runs in the
+    model-training view. Options after the known ones go to `mlflow ui` as they are. With a
+    tracking server in MLFLOW_TRACKING_URI, only its address is printed and opened."""
+    import subprocess
+    import time
+    import urllib.request
+    import webbrowser
+
+    from catsdogs import tracking
+
+    setup_logging()
+    try:
+        uri = tracking.connect()  # ends runs left RUNNING by dead processes, too
+    except tracking.TrackingError as error:
+        raise click.ClickException(str(error)) from error
+    remote = uri.startswith(("http://", "https://"))
+    server = uri if remote else f"http://{host}:{port}"
+    address = tracking.experiment_address(server, tracking.experiment_id())
+    if remote:
+        click.echo(address)
+        if not no_browser:
+            webbrowser.open(address)
+        return
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host,
+               "--port", str(port), *mlflow_options]
+    process = subprocess.Popen(command)
+    try:
+        deadline = time.monotonic() + 120
+        while process.poll() is None:
+            try:
+                with urllib.request.urlopen(f"{server}/health", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+        if process.poll() is not None:
+            raise click.ClickException(f"mlflow ui exited with status {process.returncode}; "
+                                       "its output above says why (a port in use: --port)")
+        click.echo(f"catsdogs runs: {address}  (Ctrl-C to stop)")
+        if not no_browser:
+            try:
+                webbrowser.get().open(address)
+            except webbrowser.Error:  # no browser here (a server, CI): the address is printed
+                pass
+        process.wait()
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)
+
+
 @main.command()
 @click.option("--metrics-dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
               default="metrics", show_default=True, help="The pipeline's metrics folder.")

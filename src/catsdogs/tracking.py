@@ -180,6 +180,20 @@ def connect(uri: str | None = None, timeout_s: float = 10.0) -> str:
     return uri
 
 
+def experiment_address(server: str, experiment_id: str) -> str:
+    """The page of the experiment's runs in `mlflow ui`, in its model-training view.
+
+    MLflow 3.17 keeps the GenAI / model-training switch in the browser (this URL parameter,
+    else local storage, GenAI by default): the experiment's kind tag alone does not pick it.
+    """
+    return f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def experiment_id() -> str:
+    """The id of the experiment runs go to (after `connect`)."""
+    return mlflow.get_experiment_by_name(EXPERIMENT).experiment_id
+
+
 def owner_tags() -> dict[str, str]:
     """This process as a run's owner: host, pid and start time (a reused pid has another)."""
     me = psutil.Process()
