@@ -322,6 +322,11 @@ def test_a_folder_source_overlapping_the_download_folder_is_refused(extracted: P
         with pytest.raises(DownloadError, match="overlaps the download folder"):
             run_download(str(folder), out)
     assert (out / "mine/cats_and_dogs_filtered/train/cats/cat.0.jpg").is_file()  # untouched
+    # A named source too: its own folder is a temporary one, the overlap is with out_dir.
+    config = _config(url={"tutorial": str(extracted), "mine": str(out / "mine")})
+    with pytest.raises(DownloadError, match="overlaps the download folder"):
+        download_all(config.sources, out, **NO_WAIT, **CAPS)
+    assert (out / "mine/cats_and_dogs_filtered/train/cats/cat.0.jpg").is_file()
 
 
 def test_a_pinned_sha256_is_checked_before_the_format(tmp_path: Path) -> None:

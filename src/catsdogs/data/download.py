@@ -531,6 +531,16 @@ def download_all(
     """Fetch and unpack every source: a single unnamed source into `out_dir` itself, named
     ones each into `out_dir/<name>`. All or nothing: `out_dir` is replaced only when every
     source worked."""
+    # Checked against the whole download folder first: a named source's own folder is a
+    # temporary one, and the replacement at the end would delete a source inside out_dir.
+    for source in sources:
+        for mirror in source.mirrors:
+            try:
+                local = _local_path(mirror)
+            except DownloadError:  # an unsupported scheme fails when its turn comes
+                continue
+            if local is not None and local.is_dir():
+                _refuse_overlap(local, out_dir)
     options = {"timeout_s": timeout_s, "retries": retries, "backoff_s": backoff_s,
                "max_files": max_files, "max_bytes": max_bytes, "sleep": sleep}
     if len(sources) == 1 and not sources[0].name:
