@@ -16,13 +16,14 @@ import click
 from catsdogs import figures, tracking
 from catsdogs.atomic import write_csv, write_json
 from catsdogs.config import load_params, read_section
-from catsdogs.data.pipeline import image_dataset
+from catsdogs.data.pipeline import fits_in_memory, image_dataset
 from catsdogs.data.manifest import LABELS, read_manifest, split_rows
 from catsdogs.evaluation import (
     EvaluateConfig, classification_metrics, predict_logits, predictions_table,
 )
 from catsdogs.data.images import read_images
 from catsdogs.serving import input_size, load_model_file
+from catsdogs.train_config import TrainConfig
 from catsdogs.stage_support import fails_clearly, params_option, setup_logging
 
 
@@ -47,15 +48,20 @@ def main(params_path: str, name: str, model_dir: Path, manifest: Path, images: P
     """Evaluate model NAME on the manifest's test split: accuracy, loss, precision, recall,
     F1, ROC AUC and the confusion matrix."""
     setup_logging()
-    config = read_section(load_params(params_path), "evaluate", EvaluateConfig)
+    params = load_params(params_path)
+    config = read_section(params, "evaluate", EvaluateConfig)
     model = load_model_file(model_dir)
     size = input_size(model)
     rows = read_manifest(manifest)
     tracking.connect()
 
     test = split_rows(rows, "test")
+    # Past the memory budget the test photos, too, are read from the disk cache.
+    storage = read_section(params, "train", TrainConfig)
+    in_memory = fits_in_memory(len(test), size, storage.memory_budget_mb)
     dataset = image_dataset(test, images, image_size=size, batch_size=config.batch_size,
-                            shuffle=False, seed=0)
+                            shuffle=False, seed=0,
+                            cache_dir=None if in_memory else Path(storage.cache_dir))
     logits = predict_logits(model, dataset)
     metrics = classification_metrics(test["label_index"].to_numpy(), logits)
     table = predictions_table(list(test["path"]), test["label_index"].to_numpy(), logits)

@@ -82,4 +82,7 @@ def test_two_workers_train_m1_to_the_end(prepared: Path, tmp_path: Path) -> None
     assert metrics["epochs"] == 2 and 0.0 <= metrics["val_accuracy"] <= 1.0
     assert (prepared / f"models/{name}/model.keras").is_file()
     assert "worker done" in outputs[1]
+    # Each worker read only its half of every batch (of 24 training, 16 validation photos).
+    for output in outputs:
+        assert "this worker read 12 of the 24 training photos and 8 of the 16 validation" in output
     assert not (worker / "models").exists() and not (worker / "metrics/train").exists()

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from catsdogs.atomic import write_csv
+from catsdogs.data import parallel
 from catsdogs.data.split import DataError, build_manifest, data_metrics
 
 TOP = "cats_and_dogs_filtered"
@@ -67,6 +68,18 @@ def test_corrupt_jpeg_text_file_and_empty_file_are_excluded_and_listed(tree: Pat
     assert not result.manifest["path"].isin(list(excluded)).any()
     assert data_metrics(result)["excluded"] == 3
     assert (result.manifest.split == "train").sum() == 24
+
+
+def test_worker_processes_check_as_threads_do(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A large collection is checked in worker processes: the same manifest, the same
+    # refusals (which cross back from the workers with their kind and reason).
+    (tree / TOP / "train/cats/cat.900.jpg").write_bytes(b"not a jpeg")
+    on_threads = build_manifest(tree, test_every=5, strict=False)
+    monkeypatch.setattr(parallel, "PROCESS_THRESHOLD", 1)
+    in_processes = build_manifest(tree, test_every=5, strict=False)
+    pd.testing.assert_frame_equal(on_threads.manifest, in_processes.manifest)
+    pd.testing.assert_frame_equal(on_threads.excluded, in_processes.excluded)
+    assert list(in_processes.excluded["kind"]) == ["unreadable"]
 
 
 def test_a_file_that_cannot_be_read_is_excluded_and_listed(

@@ -24,3 +24,7 @@ class TrainConfig:
     epochs: Annotated[int, Range(1)] = 20
     strategy: Strategy = "auto"
     precision: Precision = "float32"
+    # Decoded photos (train + validation) up to this size stay in memory; past it, training
+    # reads them from a cache file under cache_dir. Either way the batches are the same.
+    memory_budget_mb: Annotated[float, Range(0)] = 4096
+    cache_dir: str = "data/cache"

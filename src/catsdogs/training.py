@@ -28,7 +28,7 @@ import pandas as pd
 import tensorflow as tf
 
 from catsdogs.config import ConfigError
-from catsdogs.data.pipeline import image_dataset
+from catsdogs.data.pipeline import batches, decoded_images, fits_in_memory
 from catsdogs.data.manifest import LOGIT_THRESHOLD, split_rows
 from catsdogs.history import EPOCH_METRICS, HISTORY_COLUMNS
 from catsdogs.models import count_params, unfreeze_top
@@ -259,10 +259,14 @@ class FitResult:
         }
 
 
+# Under MultiWorkerMirroredStrategy, a worker's dataset is made for its input context.
+WorkerDataset = Callable[[tf.distribute.InputContext], tf.data.Dataset]
+
+
 def _fit_multi_worker(
     model: keras.Model,
-    train: tf.data.Dataset,
-    validation: tf.data.Dataset,
+    train: WorkerDataset,
+    validation: WorkerDataset,
     *,
     epochs: int,
     strategy: tf.distribute.Strategy,
@@ -273,7 +277,8 @@ def _fit_multi_worker(
     Keras 3's model.fit cannot run under MultiWorkerMirroredStrategy (it hands PerReplica
     values to ops that cannot take them: keras-team/keras#20585), but the model, its
     optimizer and strategy.run can. Loss and accuracy are summed over all replicas' examples,
-    then divided by the count, as fit() reports them.
+    then divided by the count, as fit() reports them. Each worker makes its own datasets
+    from its input context: it reads only its share of the photos.
     """
     with strategy.scope():
         per_example = logit_loss(reduction="none")
@@ -304,9 +309,9 @@ def _fit_multi_worker(
         results = strategy.run(replica_fn, args=(images, labels))
         return [strategy.reduce(total, r, axis=None) for r in results]
 
-    def run_epoch(dataset: tf.data.Dataset, replica_fn) -> tuple[float, float]:  # noqa: ANN001
+    def run_epoch(dataset: WorkerDataset, replica_fn) -> tuple[float, float]:  # noqa: ANN001
         sums = [0.0, 0.0, 0.0]
-        for images, labels in strategy.experimental_distribute_dataset(dataset):
+        for images, labels in strategy.distribute_datasets_from_function(dataset):
             sums = [a + float(b) for a, b in zip(sums, step(replica_fn, images, labels), strict=True)]
         return sums[0] / sums[2], sums[1] / sums[2]
 
@@ -325,15 +330,19 @@ def _fit_multi_worker(
 
 def fit(
     model: keras.Model,
-    train: tf.data.Dataset,
-    validation: tf.data.Dataset,
+    train: tf.data.Dataset | WorkerDataset,
+    validation: tf.data.Dataset | WorkerDataset,
     *,
     epochs: int,
     train_images: int,
     epoch_hooks: Sequence[EpochHook] = (),
     strategy: tf.distribute.Strategy | None = None,
 ) -> FitResult:
-    """Train `model` for `epochs`; call each hook with (epoch from 1, logs) after each epoch."""
+    """Train `model` for `epochs`; call each hook with (epoch from 1, logs) after each epoch.
+
+    Under MultiWorkerMirroredStrategy, `train` and `validation` are functions of a worker's
+    input context (`WorkerDataset`); otherwise datasets.
+    """
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         started = time.perf_counter()
         history = _fit_multi_worker(model, train, validation, epochs=epochs, strategy=strategy,
@@ -420,11 +429,35 @@ def train_model(
              "replica(s)", job.name, len(train_rows), len(val_rows), config.image_size,
              config.batch_size, config.precision, type(strategy).__name__,
              strategy.num_replicas_in_sync)
-    common = {"image_size": config.image_size, "batch_size": config.batch_size, "seed": job.seed}
-    train_ds = image_dataset(train_rows, images_dir, shuffle=True, **common)
-    val_ds = image_dataset(val_rows, images_dir, shuffle=False, **common)
+    in_memory = fits_in_memory(len(train_rows) + len(val_rows), config.image_size,
+                               config.memory_budget_mb)
+    cache_dir = None if in_memory else Path(config.cache_dir)
+    if not in_memory:
+        log.info("the decoded photos exceed train.memory_budget_mb (%s MB): reading them from "
+                 "the disk cache in %s", config.memory_budget_mb, cache_dir)
+    stores = {split: decoded_images(rows, images_dir, image_size=config.image_size,
+                                    cache_dir=cache_dir)
+              for split, rows in (("train", train_rows), ("validation", val_rows))}
+
+    def dataset(split: str, share: tuple[int, int] = (0, 1)) -> tf.data.Dataset:
+        rows = train_rows if split == "train" else val_rows
+        return batches(stores[split], rows["label_index"].to_numpy(), batch_size=config.batch_size,
+                       shuffle=split == "train", seed=job.seed, share=share)
+
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # Each worker reads only its part of every batch (its share of the photos).
+        train_ds, val_ds = (
+            lambda context, split=split: dataset(
+                split, (context.input_pipeline_id, context.num_input_pipelines))
+            for split in ("train", "validation"))
+    else:
+        train_ds, val_ds = dataset("train"), dataset("validation")
     result = fit(model, train_ds, val_ds, epochs=config.epochs, train_images=len(train_rows),
                  epoch_hooks=epoch_hooks, strategy=strategy)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        log.info("this worker read %d of the %d training photos and %d of the %d validation "
+                 "photos per epoch", stores["train"].photos_read // config.epochs, len(train_rows),
+                 stores["validation"].photos_read // config.epochs, len(val_rows))
     return with_precision(model, "float32"), result
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -40,6 +41,9 @@ class ImageRefused(UserError):
     def __init__(self, path: Path | str, kind: str, reason: str, remedy: str) -> None:
         super().__init__(f"{path}: {reason}; {remedy}")
         self.path, self.kind, self.reason, self.remedy = str(path), kind, reason, remedy
+
+    def __reduce__(self) -> tuple:  # rebuilt from its parts when it crosses processes
+        return type(self), (self.path, self.kind, self.reason, self.remedy)
 
 
 @functools.cache
@@ -134,6 +138,24 @@ def read_images(
         for _ in pool.map(decode, range(len(paths))):
             pass
     return batch
+
+
+def decode_into_file(target: Path | str, size: int,
+                     chunk: tuple[int, Sequence[Path | str]]) -> int:
+    """Decode a chunk (first_index, paths) into the record file `target`, photo i at record
+    first_index + i (a record is size * size * 3 bytes); return how many were written. Each
+    call opens the file itself, so worker processes can fill one file side by side. Raises
+    ImageRefused."""
+    first_index, paths = chunk
+    record = size * size * 3
+    fd = os.open(target, os.O_WRONLY)
+    try:
+        for offset, path in enumerate(paths, start=first_index):
+            pixels = read_image(path, size, max_pixels=None)
+            os.pwrite(fd, pixels.tobytes(), offset * record)
+    finally:
+        os.close(fd)
+    return len(paths)
 
 
 def _reason(error: BaseException) -> str:

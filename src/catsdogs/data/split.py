@@ -20,12 +20,12 @@ reads the same way there.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -37,6 +37,7 @@ from catsdogs.config import Range
 from catsdogs.data.images import DEFAULT_MAX_PIXELS, ImageRefused, read_file_bytes, read_image
 from catsdogs.data.layouts import DEFAULT_CLASS_NAMES, Layout, LayoutError, read_layout
 from catsdogs.data.manifest import LABELS, MANIFEST_COLUMNS, SOURCE_SPLITS, SPLITS
+from catsdogs.data.parallel import ordered_map
 from catsdogs.data.near_duplicates import DEFAULT_MAX_BITS, groups, near_pairs, perceptual_hash
 from catsdogs.errors import UserError
 
@@ -156,9 +157,8 @@ def build_manifest(
                 excluded.append({"path": relative, "kind": "no label", "reason": file.reason or ""})
             else:
                 candidates.append((folder, relative, file))
-    with ThreadPoolExecutor() as pool:  # Pillow decodes without the GIL: every core helps
-        checked = list(pool.map(lambda c: inspect_image(c[2].path, max_pixels=max_pixels),
-                                candidates))
+    checked = ordered_map(functools.partial(inspect_image, max_pixels=max_pixels),
+                          [file.path for _, _, file in candidates], label="checking photos")
     rows = []
     positions: Counter[tuple[str, str | None, str]] = Counter()
     for (folder, relative, file), (refused, facts) in zip(candidates, checked, strict=True):
