@@ -11,7 +11,8 @@ import pytest
 from conftest import tiny_params
 
 from catsdogs import training
-from catsdogs.precision import hardware_note, native, with_precision
+from catsdogs.models import FLOAT32_LAYERS, LOGIT_LAYER, PREPROCESSING_LAYERS
+from catsdogs.precision import all_layers, hardware_note, native, with_precision
 from catsdogs.data.split import build_manifest
 from catsdogs.training import train_model
 from catsdogs.zoo import training_job
@@ -64,6 +65,31 @@ def test_conversion_keeps_the_weights_and_the_float32_logit() -> None:
     for a, b in zip(model.get_weights(), back.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     assert with_precision(model, "float32") is model  # nothing to change: the same model
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_under_a_mixed_policy_only_what_follows_the_preprocessing_computes_in_it(
+        precision: str) -> None:
+    # Every zoo entry: the rescaling and augmentation in front of the first convolution,
+    # and the logit, compute in float32; every other layer in the policy's dtype.
+    params = tiny_params()
+    half = precision.removeprefix("mixed_")
+    for name, entry in params["models"].items():
+        model = with_precision(training_job(params, name).model.build((32, 32, 3)), precision)
+        dtypes = {layer.name: layer.compute_dtype for layer in all_layers(model)
+                  if not isinstance(layer, (keras.layers.InputLayer, keras.Model))}
+        front = [n for n in dtypes if n in PREPROCESSING_LAYERS]
+        assert {dtypes[n] for n in [*front, LOGIT_LAYER]} == {"float32"}, name
+        rest = {n: d for n, d in dtypes.items() if n not in FLOAT32_LAYERS}
+        assert rest and set(rest.values()) == {half}, (name, rest)
+        expected_front = (
+            ({"rescale"} if entry.get("rescale") == "mobilenet_v2" or entry["arch"] == "transfer"
+             else set())
+            | ({"random_flip"} if entry.get("flip", "none") != "none" else set())
+            | ({"random_rotation"} if entry.get("rotation") else set()))
+        assert set(front) == expected_front, name
+        images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+        assert model(images, training=True).dtype == "float32"
 
 
 def test_native_bfloat16_needs_avx512_bf16_amx_or_an_ampere_gpu() -> None:

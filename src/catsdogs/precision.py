@@ -16,7 +16,7 @@ from typing import Any
 
 import keras
 
-from catsdogs.models import LOGIT_LAYER
+from catsdogs.models import FLOAT32_LAYERS
 from catsdogs.train_config import Precision
 
 # mixed_bfloat16 over float32: images per second of M1's training step on batches in memory,
@@ -30,11 +30,11 @@ BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 def with_precision(model: keras.Model, precision: Precision) -> keras.Model:
     """The same model with every layer's dtype policy set to `precision`, weights copied.
 
-    The `logit` layers stay float32. Returns `model` itself when nothing would change.
+    The preprocessing layers and the logit (`models.FLOAT32_LAYERS`) stay float32. Returns `model` itself when nothing would change.
     """
     def convert(node: Any, layer: str | None = None) -> Any:
         if isinstance(node, Mapping):
-            if node.get("class_name") == "DTypePolicy" and layer != LOGIT_LAYER:
+            if node.get("class_name") == "DTypePolicy" and layer not in FLOAT32_LAYERS:
                 return {**node, "config": {**node["config"], "name": precision}}
             name = node["name"] if isinstance(node.get("name"), str) else layer
             return {key: convert(value, name) for key, value in node.items()}
