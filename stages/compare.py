@@ -22,6 +22,7 @@ from catsdogs.atomic import write_csv, write_json, write_text
 from catsdogs.compare import champion, curves, headline, leaderboard, to_markdown
 from catsdogs.config import load_params
 from catsdogs.errors import UserError
+from catsdogs.machine import MACHINE_FILE
 from catsdogs.stage_support import fails_clearly, params_option, setup_logging
 from catsdogs.zoo import entry_names, params_digest
 
@@ -51,11 +52,15 @@ def _read(path: Path) -> dict:
 @click.option("--champion", "champion_path", type=click.Path(dir_okay=False, path_type=Path),
               default="metrics/champion.json", show_default=True,
               help="JSON naming the champion, its numbers and registry version.")
+@click.option("--machines", "machines_path", type=click.Path(dir_okay=False, path_type=Path),
+              default="metrics/machines.json", show_default=True,
+              help="JSON of the machine each model trained on (from its model folder).")
 @click.option("--register/--no-register", default=True, show_default=True,
               help="Point catsdogs@champion in the MLflow Model Registry at the champion.")
 @fails_clearly
 def main(params_path: str, metrics_dir: Path, models_dir: Path, out: Path, accuracy_path: Path,
-         curves_path: Path, report: Path, champion_path: Path, register: bool) -> None:
+         curves_path: Path, report: Path, champion_path: Path, machines_path: Path,
+         register: bool) -> None:
     """Rank every model by validation accuracy, beside its test accuracy and the majority
     baseline; make the best one catsdogs@champion."""
     setup_logging()
@@ -86,6 +91,10 @@ def main(params_path: str, metrics_dir: Path, models_dir: Path, out: Path, accur
                                    for n in names}))
     write_text(report, to_markdown(board, best, version))
     write_json(champion_path, {"model": best, **numbers})
+    # Models trained before machines were recorded have no file: they are left out.
+    write_json(machines_path, {n: json.loads((models_dir / n / MACHINE_FILE).read_text())
+                               for n in names if (models_dir / n / MACHINE_FILE).is_file()},
+               sort_keys=False)
     click.echo(to_markdown(board, best, version), err=True)
 
 

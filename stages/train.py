@@ -3,8 +3,10 @@
 Reads params.yaml (`seed`, `train`, and the model's entry in `models` or `finetune`), the
 manifest and the images it names. Writes the model with its MLflow run and LoggedModel ids
 to --out, the final and best validation numbers to --metrics, the per-epoch history to
---history, and the curves (plus augmentation demonstrations, for models that augment) to
---figures. Logs all of it to the model's MLflow run; the run ends when training does.
+--history, the curves (plus augmentation demonstrations, for models that augment) to
+--figures, and the machine it trained on (CPU, oneDNN's instruction set, cores, versions:
+`catsdogs.machine`) into the model folder. Logs all of it to the model's
+MLflow run (the machine as `catsdogs.machine.*` tags); the run ends when training does.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from catsdogs.config import load_params
 from catsdogs.data.manifest import read_manifest, split_rows
 from catsdogs.data.images import read_image
 from catsdogs.history import EPOCH_METRICS
+from catsdogs.machine import MACHINE_FILE, describe
 from catsdogs.models import augmentation_examples, summary_text
 from catsdogs.serving import MODEL_FILE, with_probability
 from catsdogs.stage_support import fails_clearly, params_option, setup_logging
@@ -65,7 +68,10 @@ def main(params_path: str, name: str, manifest: Path, images: Path, init_from: P
     record = {"model_name": name, ("finetune" if job.finetune else "model"): job.entry,
               "train": dataclasses.asdict(job.config), "seed": job.seed,
               "data": {"manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest()}}
-    with tracking.run(name, tags=tracking.context_tags()) as run_id:
+    # Where the numbers were made: part of the result (see catsdogs.machine).
+    machine = describe()
+    with tracking.run(name, tags={**tracking.context_tags(), **tracking.machine_tags(machine)}
+                      ) as run_id:
         tracking.log_params(record)
         tracking.log_datasets(rows, manifest, ["train", "validation"])
         model, result = train_model(job, rows, images, init_from=init_from, strategy=strategy,
@@ -87,6 +93,7 @@ def main(params_path: str, name: str, manifest: Path, images: Path, init_from: P
         with atomic_dir(out) as tmp:
             model.save(tmp / MODEL_FILE)
             tracking.write_ids(tmp, run_id, model_id)
+            write_json(tmp / MACHINE_FILE, machine)
         write_json(metrics_path, summary)
         tracking.log_artifact(history_path, "history")
         for png in sorted(figures_dir.glob("*.png")):

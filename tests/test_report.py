@@ -84,6 +84,30 @@ def test_numbers_made_under_settings_the_change_did_not_set_are_not_compared() -
     assert "- m: `train.epochs` 20 (base) vs 2 (head)" in markdown
 
 
+def test_numbers_made_on_different_machines_get_no_verdict() -> None:
+    epyc = {"fingerprint": "46466cdd5c66", "cpu": "AMD EPYC", "onednn_isa": "avx512_core_bf16",
+            "cores": "2", "tensorflow": "2.21.0"}
+    xeon = {**epyc, "fingerprint": "0b1c2d3e4f50", "cpu": "Intel Xeon", "onednn_isa": "avx2"}
+    base = results(0.60, [True] * 10 + [False] * 10)
+    head = results(0.70, [True] * 8 + [False] * 2 + [True] * 10)
+    base.machine["m"], head.machine["m"] = epyc, xeon
+    [report] = compare_models(base, head, changed=set())
+    assert report.verdict == "not comparable: made on different machines"
+    assert report.paired is None and report.machines == (epyc, xeon)
+    markdown = render(title="t", provenance=[], params=param_changes({}, {}), reports=[report],
+                      leaderboard=None)
+    row = next(line for line in markdown.splitlines() if line.startswith("| m "))
+    assert [c.strip() for c in row.split("|")[6:11]] == [
+        "-", "-", "-", "-", "not comparable: made on different machines"]
+    assert ("- m: base AMD EPYC, avx512_core_bf16, 2 cores, TensorFlow 2.21.0 (46466cdd5c66); "
+            "head Intel Xeon, avx2, 2 cores, TensorFlow 2.21.0 (0b1c2d3e4f50)") in markdown
+    # One machine on both sides, or a side that does not say: compared as before.
+    head.machine["m"] = epyc
+    assert compare_models(base, head, changed=set())[0].verdict == "better"
+    del head.machine["m"]
+    assert compare_models(base, head, changed=set())[0].verdict == "better"
+
+
 def test_identical_results_are_unchanged_and_new_models_are_named() -> None:
     base = results(0.60, [True] * 10 + [False] * 10)
     head = results(0.60, [True] * 10 + [False] * 10)
@@ -247,6 +271,19 @@ def test_report_compares_committed_results(repo: Path) -> None:
     for figure in (f"{name}_curves.png", f"{name}_confusion.png"):
         assert (repo / "out/figures" / figure).stat().st_size > 1000
         assert f"(figures/{figure})" in text
+
+
+def test_report_says_when_the_two_revisions_trained_on_different_machines(repo: Path) -> None:
+    name = next(iter(yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["models"]))
+    for cpu in ("Intel Xeon", "AMD EPYC"):
+        (repo / "metrics/machines.json").write_text(json.dumps({name: {
+            "fingerprint": cpu[:4].lower() * 3, "cpu": cpu, "onednn_isa": "avx2", "cores": "2",
+            "tensorflow": "2.21.0"}}))
+        commit(repo, f"results made on {cpu}")
+    result = report(repo, "--base", "HEAD~1", "--head", "HEAD")
+    assert result.exit_code == 0, result.output
+    assert table_rows(result.output)[name][9] == "not comparable: made on different machines"
+    assert "## Made on different machines" in result.output
 
 
 def test_report_says_when_nothing_changed(repo: Path) -> None:

@@ -18,6 +18,8 @@ from conftest import (
     PROJECT_ROOT, load_stage, project_params, small_params, transfer_entry, write_params,
 )
 
+from catsdogs.machine import describe
+
 # The zoo's first model (M1, the small CNN, in the committed params).
 M1 = next(iter(project_params()["models"]))
 
@@ -98,6 +100,9 @@ def test_train_and_evaluate_m1(project: Path) -> None:
     assert metrics["epochs"] == 1 and 0.0 <= metrics["val_accuracy"] <= 1.0
     assert metrics["params"]["total"] > 0 and metrics["images_per_second"] > 0
     assert (metrics["image_size"], metrics["precision"]) == (32, "float32")
+    # Where it trained: in the model folder and as run tags.
+    machine = json.loads((project / f"models/{M1}/machine.json").read_text())
+    assert machine == describe()
     history = pd.read_csv(project / f"metrics/history/{M1}.csv")
     assert list(history.columns[:5]) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
     assert history["val_accuracy"].iloc[-1] == pytest.approx(metrics["val_accuracy"])
@@ -118,6 +123,8 @@ def test_train_and_evaluate_m1(project: Path) -> None:
     assert run.data.metrics["test_accuracy"] == pytest.approx(evaluation["accuracy"])
     assert run.data.params["train.image_size"] == "32" and run.data.params["model.arch"] == "cnn"
     assert run.data.params["train.precision"] == "float32"
+    assert run.data.tags["catsdogs.machine.fingerprint"] == machine["fingerprint"]
+    assert run.data.tags["catsdogs.machine.onednn_isa"] == machine["onednn_isa"]
     assert len(mlflow.MlflowClient().get_metric_history(run_id, "val_accuracy")) == 1
     # Evaluation logged into the run without reopening it: it still ends when training did.
     assert (run.info.status, run.info.end_time) == ("FINISHED", trained.info.end_time)

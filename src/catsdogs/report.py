@@ -5,7 +5,8 @@ validation and test accuracy at each with its 95% interval, and, on the same tes
 how many the head fixed and broke, the exact McNemar p-value and a verdict. A model whose two
 sets of numbers were made under settings that differ in a way the pull request did not
 cause (a profile on one side only, a stale dvc.lock) is named, with those settings, and not
-compared. Returns Markdown; reads and writes nothing itself.
+compared; so is one whose two sets were made on different machines (`catsdogs.machine`).
+Returns Markdown; reads and writes nothing itself.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ import pandas as pd
 
 from catsdogs.compare import leaderboard_markdown
 from catsdogs.config import flatten
+from catsdogs.machine import summary as machine_summary
 from catsdogs.results import DATA_PREFIX, Results
 from catsdogs.stats import CONFIDENCE, SIGNIFICANCE, PairedComparison, compare_paired, wilson_interval
 
+# The verdict of a model whose base and head numbers come from different machines.
+OTHER_MACHINES = "not comparable: made on different machines"
 # The params sections whose change may change the data a model sees.
 DATA_SECTIONS = ("download.", "split.")
 
@@ -60,6 +64,8 @@ class ModelReport:
     head_test: Accuracy | None = None
     paired: PairedComparison | None = None
     unexplained: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    # (base, head) machine records, where they differ.
+    machines: tuple[dict, dict] | None = None
     note: str = ""
 
     @property
@@ -96,6 +102,14 @@ def _unexplained(base: Results, head: Results, model: str, changed: set[str]) ->
     return differing
 
 
+def _machines(base: Results, head: Results, model: str) -> tuple[dict, dict] | None:
+    """The two machine records of `model`, when both are known and their fingerprints differ."""
+    old, new = base.machine.get(model), head.machine.get(model)
+    if not old or not new or old.get("fingerprint") == new.get("fingerprint"):
+        return None
+    return old, new
+
+
 def _paired(base: Results, head: Results, model: str) -> PairedComparison | None:
     old, new = base.predictions.get(model), head.predictions.get(model)
     if old is None or new is None:
@@ -122,6 +136,10 @@ def compare_models(base: Results, head: Results, changed: set[str]) -> list[Mode
         elif differing := _unexplained(base, head, model, changed):
             reports.append(ModelReport(model, **numbers, unexplained=differing,
                                        note="not comparable"))
+        elif machines := _machines(base, head, model):
+            # The CNNs trained from scratch move by points between kinds of CPU: a difference
+            # here may be the hardware's, not the change's.
+            reports.append(ModelReport(model, **numbers, machines=machines, note=OTHER_MACHINES))
         else:
             reports.append(ModelReport(model, **numbers, paired=_paired(base, head, model)))
     return reports
@@ -192,6 +210,19 @@ def render(
                 settings = "; ".join(f"`{key}` {old} (base) vs {new} (head)"
                                      for key, (old, new) in r.unexplained.items())
                 lines += [f"- {r.model}: {settings}"]
+            lines += [""]
+        elsewhere = [r for r in reports if r.machines]
+        if elsewhere:
+            lines += ["## Made on different machines", "",
+                      "Base and head trained these models on different machines (CPU, oneDNN "
+                      "instruction set, cores or versions). Each machine repeats its own numbers "
+                      "exactly, but models trained from scratch end a few points apart on "
+                      "another kind of CPU, so no verdict is given. To compare them, make both "
+                      "sides on one machine: `catsdogs pr-report --profile fast`, or retrain the "
+                      "base there.", ""]
+            for r in elsewhere:
+                old, new = r.machines
+                lines += [f"- {r.model}: base {machine_summary(old)}; head {machine_summary(new)}"]
             lines += [""]
     if leaderboard is not None:
         lines += ["## Leaderboard (head)", "", leaderboard_markdown(leaderboard), ""]

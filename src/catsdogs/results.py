@@ -2,7 +2,8 @@
 
 Reads, through a `read` function (a file's text at a git revision, in the working tree, or
 in a saved folder; None where it does not exist): `metrics/` (each model's train and eval
-metrics, test predictions, per-epoch history; the data facts; the leaderboard), `dvc.lock`
+metrics, test predictions, per-epoch history; the machine each trained on; the data facts;
+the leaderboard), `dvc.lock`
 (the params each stage's outputs were made with: a model's recipe) and `params.yaml`.
 Returns a Results; writes nothing.
 """
@@ -59,6 +60,8 @@ class Results:
     predictions: dict[str, pd.DataFrame] = field(default_factory=dict)
     history: dict[str, pd.DataFrame] = field(default_factory=dict)
     recipe: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The machine each model trained on (catsdogs.machine.describe), where recorded.
+    machine: dict[str, dict] = field(default_factory=dict)
     data: dict | None = None
     leaderboard: pd.DataFrame | None = None
     params: dict = field(default_factory=dict)
@@ -89,5 +92,6 @@ def read_results(read: Reader, models: Iterable[str]) -> Results:
             if value is not None:
                 found[key][name] = value
     return Results(**found, recipe=recipes(yaml.safe_load(read("dvc.lock") or "")),
+                   machine=_json(read("metrics/machines.json")) or {},
                    data=_json(read("metrics/data.json")),
                    leaderboard=_csv(read("metrics/leaderboard.csv")), params=params)

@@ -63,6 +63,8 @@ RUN_ID_FILE = "mlflow_run_id"
 MODEL_ID_FILE = "mlflow_model_id"
 # Who owns a run: set when it starts, read when a later process looks for dead owners.
 OWNER_HOST, OWNER_PID, OWNER_STARTED = "catsdogs.owner.host", "catsdogs.owner.pid", "catsdogs.owner.started"
+# The machine a run trained on: catsdogs.machine.fingerprint, .cpu, .onednn_isa, ...
+MACHINE_TAG_PREFIX = "catsdogs.machine."
 # Set on a run ended KILLED because its owner was gone: by whom, when, and why.
 ENDED_BY = "catsdogs.ended_by"
 # Where each split of the manifest is used, as MLflow names dataset contexts.
@@ -249,6 +251,12 @@ def git_commit(root: Path | None = None) -> tuple[str, bool] | None:
     except (OSError, subprocess.CalledProcessError):
         return None
     return commit, bool(dirty)
+
+
+def machine_tags(machine: Mapping[str, str]) -> dict[str, str]:
+    """The machine a run trained on (`machine.describe()`) as run tags: catsdogs.machine.<key>,
+    tags and not metrics, since none of it is a number to compare."""
+    return {f"{MACHINE_TAG_PREFIX}{key}": str(value) for key, value in machine.items()}
 
 
 def context_tags(stage: str | None = None) -> dict[str, str]:
