@@ -7,6 +7,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import yaml
 from conftest import project_params, tiny_params, transfer_entry, vivid_transfer
 
 from catsdogs.config import ConfigError
@@ -162,6 +163,20 @@ def test_bad_settings_name_the_key(setting: dict, message: str) -> None:
     escaped = escaped.replace("[", r"\[").replace("]", r"\]")
     with pytest.raises(ConfigError, match=escaped):
         model_spec({"x": {"arch": "cnn", **setting}}, "x")
+
+
+@pytest.mark.parametrize(("written", "number"), [("1e-5", 1e-5), ("1e-05", 1e-5), ("3E-4", 3e-4),
+                                                 ("+3e-4", 3e-4), (" 1e-5 ", 1e-5)])
+def test_scientific_notation_that_yaml_leaves_a_string_is_a_float(written: str, number: float) -> None:
+    # PyYAML (YAML 1.1) reads 1e-5 without a dot as a string; a float setting takes it.
+    assert yaml.safe_load(f"rate: {written.strip()}")["rate"] == written.strip()
+    spec = model_spec({"x": {"arch": "cnn", "learning_rate": written}}, "x")
+    assert spec.optimizer.learning_rate == number
+    # Only where a float is meant: an int setting, or a word, still fails by name.
+    with pytest.raises(ConfigError, match=r"'models\.x\.filters' must be int, got '1e-5'"):
+        model_spec({"x": {"arch": "cnn", "filters": "1e-5"}}, "x")
+    with pytest.raises(ConfigError, match=r"'models\.x\.learning_rate' must be above 0, got -1e-05"):
+        model_spec({"x": {"arch": "cnn", "learning_rate": "-1e-5"}}, "x")
 
 
 def test_an_entry_overrides_train_settings_for_itself() -> None:

@@ -16,6 +16,7 @@ import pytest
 from conftest import make_project, project_params, sh, small_params, tool_env, write_params
 from mlflow.tracking import MlflowClient
 
+from catsdogs.machine import describe
 from catsdogs.tracking import ENDED_BY
 
 ZOO = project_params()
@@ -104,6 +105,11 @@ def test_dvc_repro_end_to_end(tmp_path: Path, dataset_zip: Path) -> None:
         assert tags["dvc_stage"] in (f"train@{model}", f"finetune@{model}")
         assert tags["dvc_eval_stage"] in (f"evaluate@{model}", f"evaluate_finetune@{model}")
 
+    # The machine every model trained on, gathered where the reports read it.
+    machines = json.loads((repo / "metrics/machines.json").read_text())
+    assert set(machines) == set(MODELS)
+    assert {m["fingerprint"] for m in machines.values()} == {describe()["fingerprint"]}
+
     # The leaderboard ranks all five by validation accuracy; the registry knows the champion.
     board = pd.read_csv(repo / "metrics/leaderboard.csv")
     ranked = board["model"][: len(MODELS)]
@@ -161,9 +167,11 @@ def test_dvc_repro_end_to_end(tmp_path: Path, dataset_zip: Path) -> None:
 
     # Two queued experiments run side by side (`dvc queue start -j 2`, each in a copy under
     # .dvc/tmp/) and both land, complete, in the repository's own MLflow store.
-    for name, dropout in (("qa", "0.35"), ("qb", "0.45")):
+    # qb also sets a learning rate the way anyone first tries: 1e-5, which YAML 1.1 (and so
+    # DVC's rewrite of params.yaml) leaves a string; the settings check takes the number.
+    for name, dropout, more in (("qa", "0.35", []), ("qb", "0.45", ["-S", f"models.{M1}.learning_rate=1e-5"])):
         sh(repo, "dvc", "exp", "run", "--queue", "-n", name, "-S", f"models.{M1}.dropout={dropout}",
-           f"train@{M1}", f"evaluate@{M1}")
+           *more, f"train@{M1}", f"evaluate@{M1}")
     sh(repo, "dvc", "queue", "start", "-j", "2")
     deadline = time.monotonic() + 600
     while re.search(r"\b(Queued|Running)\b", sh(repo, "dvc", "queue", "status")):
@@ -175,3 +183,5 @@ def test_dvc_repro_end_to_end(tmp_path: Path, dataset_zip: Path) -> None:
     landed = {(r.data.tags["dvc_experiment"], r.data.params["model.dropout"], r.info.status,
                "test_accuracy" in r.data.metrics) for r in queued}
     assert landed == {("qa", "0.35", "FINISHED", True), ("qb", "0.45", "FINISHED", True)}
+    rates = {r.data.tags["dvc_experiment"]: float(r.data.params["model.learning_rate"]) for r in queued}
+    assert rates == {"qa": ZOO["models"][M1]["learning_rate"], "qb": 1e-5}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -113,6 +114,10 @@ def _ranges(annotation: Any) -> list[Range]:
     return []
 
 
+# A number in scientific notation, as YAML 1.1 leaves it a string: 1e-5, 3E-4, -2.5e+3.
+_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _conforms(value: Any, annotation: Any) -> bool:
     """Whether a YAML-loaded value fits a type hint (int for float is fine; bool for int is not)."""
     if annotation is Any:
@@ -178,6 +183,11 @@ def check_settings(
             valid = ", ".join(sorted(hints))
             raise ConfigError(f"unknown setting '{where}.{key}'; valid settings: {valid}")
         annotation = hints[key]
+        if isinstance(value, str) and not _conforms(value, annotation) and \
+                _SCIENTIFIC.fullmatch(value.strip()) and _conforms(1.0, annotation):
+            # YAML 1.1 (PyYAML, and DVC rewriting params.yaml for `dvc exp run -S`) reads a
+            # float without a dot, 1e-5, as a string; the user meant the number.
+            value = float(value)
         if not _conforms(value, annotation):
             raise ConfigError(
                 f"setting '{where}.{key}' must be {_type_name(annotation)}, got {value!r}"
