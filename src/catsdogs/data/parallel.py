@@ -6,17 +6,20 @@ the split's checks and the decoded-image cache): one thread 1,105 photos/s, two 
 transposes and converts, so processes win; but starting them costs about a second, so a
 small job stays on threads. Processes are started with 'spawn': the training process runs
 TensorFlow's threads, which a fork would copy half-alive. The function must then be a
-module-level one whose module does not import TensorFlow.
+module-level one whose module does not import TensorFlow; and a spawned process imports the
+main script, so a script that does its work outside `if __name__ == "__main__"` gets threads.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -35,9 +38,23 @@ def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _main_is_guarded() -> bool:
+    """Whether a spawned process may import the main script: it has none (`python -c`, a
+    REPL), or the script runs its work under `if __name__ == "__main__"`. A spawned worker
+    imports the main script first; an unguarded one would run its work again there."""
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    if not path:
+        return True
+    try:
+        source = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return re.search(r"""__name__\s*==\s*['"]__main__['"]""", source) is not None
+
+
 def _pool(count: int) -> Executor:
     workers = os.cpu_count() or 1
-    if count < PROCESS_THRESHOLD or workers < 2:
+    if count < PROCESS_THRESHOLD or workers < 2 or not _main_is_guarded():
         return ThreadPoolExecutor(max_workers=workers)
     return ProcessPoolExecutor(max_workers=workers, initializer=_ignore_interrupts,
                                mp_context=multiprocessing.get_context("spawn"))
