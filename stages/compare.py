@@ -51,7 +51,7 @@ def _read(path: Path) -> dict:
               default="reports/leaderboard.md", show_default=True, help="Leaderboard as Markdown.")
 @click.option("--champion", "champion_path", type=click.Path(dir_okay=False, path_type=Path),
               default="metrics/champion.json", show_default=True,
-              help="JSON naming the champion, its numbers and registry version.")
+              help="JSON naming the champion and its validation and test accuracy.")
 @click.option("--machines", "machines_path", type=click.Path(dir_okay=False, path_type=Path),
               default="metrics/machines.json", show_default=True,
               help="JSON of the machine each model trained on (from its model folder).")

@@ -53,5 +53,6 @@ params_option = click.option(
     type=click.Path(dir_okay=False),
     default="params.yaml",
     show_default=True,
-    help="Parameters file; the stage reads its own section of it.",
+    help="Parameters file; the stage reads the sections it needs (train and compare read "
+         "several).",
 )
