@@ -23,8 +23,8 @@ import zipfile
 from pathlib import Path
 
 from catsdogs.config import load_params
-from catsdogs.serving import MODEL_FILE
 from catsdogs.data.split import build_manifest
+from catsdogs.serving import MODEL_FILE
 from catsdogs.training import train_model
 from catsdogs.zoo import training_job
 

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import make_project, project_params, small_params, tool_env, write_dataset_zip, write_params  # noqa: E402
+from conftest import make_project, project_params, small_params, tool_env, write_dataset_zip, write_params
 
 M1 = next(iter(project_params()["models"]))
 

@@ -40,8 +40,8 @@ import pandas as pd
 import tensorflow as tf
 
 from catsdogs.config import load_params
-from catsdogs.serving import MODEL_FILE
 from catsdogs.data.split import build_manifest, find_dataset_root
+from catsdogs.serving import MODEL_FILE
 from catsdogs.training import compile_model, set_determinism, train_model
 from catsdogs.zoo import training_job
 
@@ -256,7 +256,8 @@ def bench_predict(args, params: dict, root: Path) -> list[dict]:
                 rows.append({"model": name, "photos": lines, "seconds": round(seconds, 1),
                              "photos_per_s": round(lines / seconds, 1),
                              "peak_rss_mb": round(peak_kb / 1024)})
-                print(f"  predict {name} {lines} photos: {lines / seconds:.0f}/s", file=sys.stderr, flush=True)
+                print(f"  predict {name} {lines} photos: {lines / seconds:.0f}/s", file=sys.stderr,
+                      flush=True)
     return rows
 
 
@@ -307,7 +308,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="The data set zip, or its extracted folder.")
     parser.add_argument("--weights", default="imagenet",
                         help="Weights for every transfer model of the zoo (imagenet, none or a file).")
-    parser.add_argument("--models", nargs="*", default=["m1_cnn", "m2_augment", "m3_preprocess", "m4_transfer"])
+    parser.add_argument("--models", nargs="*",
+                        default=["m1_cnn", "m2_augment", "m3_preprocess", "m4_transfer"])
     parser.add_argument("--epochs", type=int, default=4, help="Epochs per timed run (first is warm-up).")
     parser.add_argument("--precision", default=None,
                         help="Also train catsdogs' way in this precision, e.g. mixed_bfloat16.")

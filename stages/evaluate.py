@@ -16,15 +16,18 @@ import click
 from catsdogs import figures, tracking
 from catsdogs.atomic import write_csv, write_json
 from catsdogs.config import load_params, read_section
-from catsdogs.data.pipeline import fits_in_memory, image_dataset
-from catsdogs.data.manifest import LABELS, read_manifest, split_rows
-from catsdogs.evaluation import (
-    EvaluateConfig, classification_metrics, predict_logits, predictions_table,
-)
 from catsdogs.data.images import read_images
+from catsdogs.data.manifest import LABELS, read_manifest, split_rows
+from catsdogs.data.pipeline import fits_in_memory, image_dataset
+from catsdogs.evaluation import (
+    EvaluateConfig,
+    classification_metrics,
+    predict_logits,
+    predictions_table,
+)
 from catsdogs.serving import input_size, load_model_file
-from catsdogs.train_config import TrainConfig
 from catsdogs.stage_support import fails_clearly, params_option, setup_logging
+from catsdogs.train_config import TrainConfig
 
 
 @click.command()

@@ -20,8 +20,8 @@ import click
 from catsdogs import figures, tracking
 from catsdogs.atomic import atomic_dir, write_csv, write_json
 from catsdogs.config import load_params
-from catsdogs.data.manifest import read_manifest, split_rows
 from catsdogs.data.images import read_image
+from catsdogs.data.manifest import read_manifest, split_rows
 from catsdogs.history import EPOCH_METRICS
 from catsdogs.machine import MACHINE_FILE, describe
 from catsdogs.models import augmentation_examples, summary_text

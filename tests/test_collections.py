@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import jpeg_bytes
 from PIL import Image
 
 from catsdogs.data.layouts import LayoutError, read_layout
@@ -195,7 +194,7 @@ def test_unlabelled_and_broken_files_are_excluded_and_counted_by_kind(tmp_path: 
                                        "train/IMG_3.jpg": photo(5)}
     result = build_manifest(write(tmp_path, files), **FRACTIONS)
     assert data_metrics(result)["excluded_by_kind"] == {"empty file": 1, "no label": 2}
-    with pytest.raises(DataError, match="3 file.*left out and split.strict is true.*IMG_3.jpg"):
+    with pytest.raises(DataError, match=r"3 file.*left out and split.strict is true.*IMG_3.jpg"):
         build_manifest(tmp_path, strict=True, **FRACTIONS)
 
 
@@ -227,7 +226,7 @@ def test_a_source_that_fits_no_layout_is_named(tmp_path: Path, extracted: Path) 
 
 def test_too_few_photos_for_a_split_say_which_setting(tmp_path: Path) -> None:
     write(tmp_path, {"cat.1.jpg": photo(1), "dog.1.jpg": photo(2)})
-    with pytest.raises(DataError, match="got no .* photos: 1 usable .* of 2, with "
+    with pytest.raises(DataError, match=r"got no .* photos: 1 usable .* of 2, with "
                                         "split.validation_fraction"):
         build_manifest(tmp_path)
 

@@ -123,7 +123,7 @@ def test_an_interrupted_build_leaves_no_cache_file(extracted: Path, manifest: pd
     rows = split_rows(manifest, "validation")
     calls = []
 
-    def decode_then_stop(path, size, *, max_pixels):  # noqa: ANN001, ANN202
+    def decode_then_stop(path, size, *, max_pixels):
         calls.append(path)
         if len(calls) == 3:
             raise KeyboardInterrupt
@@ -184,7 +184,7 @@ def test_a_refusal_in_a_worker_process_names_the_file(tmp_path: Path,
     monkeypatch.setattr(parallel, "PROCESS_THRESHOLD", 1)
     target = tmp_path / "cache.u8"
     target.write_bytes(bytes(TINY_SIZE * TINY_SIZE * 3))
-    with pytest.raises(decoding.ImageRefused, match="cat.1.jpg: not a decodable image") as refused:
+    with pytest.raises(decoding.ImageRefused, match=r"cat.1.jpg: not a decodable image") as refused:
         parallel.ordered_map(functools.partial(decoding.decode_into_file, str(target), TINY_SIZE),
                              [(0, [tmp_path / "cat.1.jpg"])], label="test")
     assert refused.value.kind == "unreadable"

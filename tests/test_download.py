@@ -43,7 +43,7 @@ class _Server:
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 server.requests += 1
                 status = server.statuses.pop(0) if server.statuses else 200
                 self.send_response(status)
@@ -89,7 +89,7 @@ def test_local_path_and_file_url_extract_the_tree(dataset_zip: Path, tmp_path: P
 
 def test_wrong_sha256_is_refused_and_leaves_nothing(dataset_zip: Path, tmp_path: Path) -> None:
     out = tmp_path / "raw"
-    with pytest.raises(DownloadError, match="sha256 mismatch.*expected 0000"):
+    with pytest.raises(DownloadError, match=r"sha256 mismatch.*expected 0000"):
         run_download(str(dataset_zip), out, sha256="0" * 64)
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == []
@@ -175,7 +175,7 @@ def test_dangerous_entries_are_refused_by_name(
 
 def test_archive_over_the_byte_cap_is_refused(tmp_path: Path) -> None:
     archive = _zip_with(tmp_path / "big.zip", "big.bin", b"\0" * 200_000)
-    with pytest.raises(UnsafeArchiveError, match="'big.bin'.*over the cap of 100,000 bytes"):
+    with pytest.raises(UnsafeArchiveError, match=r"'big.bin'.*over the cap of 100,000 bytes"):
         extract(archive, tmp_path / "raw", max_files=10, max_bytes=100_000)
     assert not (tmp_path / "raw").exists()
 
@@ -250,7 +250,7 @@ def test_a_folder_source_is_copied_and_its_listing_hashed(extracted: Path, tmp_p
         folder / "cats_and_dogs_filtered/train/cats/cat.0b.jpg")  # same bytes, new name
     renamed = run_download(str(folder), tmp_path / "raw")
     assert renamed.sha256 != first.sha256
-    with pytest.raises(DownloadError, match="sha256 mismatch.*download.sha256"):
+    with pytest.raises(DownloadError, match=r"sha256 mismatch.*download.sha256"):
         run_download(str(folder), tmp_path / "raw", sha256=first.sha256)
     assert (tmp_path / "raw/cats_and_dogs_filtered/train/cats/cat.0b.jpg").is_file()  # kept
 
@@ -259,13 +259,13 @@ def test_a_folder_with_a_symlink_is_refused_by_name(extracted: Path, tmp_path: P
     folder = tmp_path / "pets"
     shutil.copytree(extracted, folder)
     (folder / "cats_and_dogs_filtered/train/cats/evil.jpg").symlink_to("/etc/passwd")
-    with pytest.raises(UnsafeArchiveError, match="evil.jpg' is a symbolic link"):
+    with pytest.raises(UnsafeArchiveError, match=r"evil.jpg' is a symbolic link"):
         run_download(str(folder), tmp_path / "raw")
     assert not (tmp_path / "raw").exists()
 
 
 def test_a_missing_local_source_names_it(tmp_path: Path) -> None:
-    with pytest.raises(DownloadError, match="local file or folder '.*nowhere' does not exist"):
+    with pytest.raises(DownloadError, match=r"local file or folder '.*nowhere' does not exist"):
         run_download(str(tmp_path / "nowhere"), tmp_path / "raw")
 
 
@@ -296,7 +296,7 @@ def test_one_failing_source_of_several_leaves_nothing(dataset_zip: Path, tmp_pat
     out.mkdir()
     (out / "old.txt").write_text("the previous download")
     config = _config(url={"good": str(dataset_zip), "bad": str(tmp_path / "missing.zip")})
-    with pytest.raises(DownloadError, match="missing.zip"):
+    with pytest.raises(DownloadError, match=r"missing.zip"):
         download_all(config.sources, out, **NO_WAIT, **CAPS)
     assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
 
@@ -311,7 +311,7 @@ def test_one_failing_source_of_several_leaves_nothing(dataset_zip: Path, tmp_pat
 )
 def test_bad_source_settings_are_refused_with_the_setting(settings: dict, message: str) -> None:
     with pytest.raises(DownloadError, match=message):
-        _config(**settings).sources
+        _ = _config(**settings).sources
 
 
 def test_a_folder_source_overlapping_the_download_folder_is_refused(extracted: Path,
@@ -332,9 +332,9 @@ def test_a_folder_source_overlapping_the_download_folder_is_refused(extracted: P
 def test_a_pinned_sha256_is_checked_before_the_format(tmp_path: Path) -> None:
     page = tmp_path / "portal.zip"
     page.write_text("<html>please log in</html>")
-    with pytest.raises(DownloadError, match="sha256 mismatch for .*portal.zip"):
+    with pytest.raises(DownloadError, match=r"sha256 mismatch for .*portal.zip"):
         run_download(str(page), tmp_path / "raw", sha256="0" * 64)
-    with pytest.raises(UnsafeArchiveError, match="portal.zip' is not a zip or tar archive"):
+    with pytest.raises(UnsafeArchiveError, match=r"portal.zip' is not a zip or tar archive"):
         run_download(str(page), tmp_path / "raw")
 
 

@@ -62,7 +62,7 @@ def test_pixel_limit_is_a_setting(tmp_path: Path) -> None:
     path = tmp_path / "wide.png"
     Image.new("RGB", (300, 200), (10, 20, 30)).save(path)
     assert read_image(path, SIZE, max_pixels=60_000).shape == (SIZE, SIZE, 3)
-    with pytest.raises(ImageRefused, match="over the limit of 59,999.*raise --max-pixels"):
+    with pytest.raises(ImageRefused, match=r"over the limit of 59,999.*raise --max-pixels"):
         read_image(path, SIZE, max_pixels=59_999, limit_setting="--max-pixels")
 
 

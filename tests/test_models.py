@@ -96,7 +96,7 @@ def test_every_finetune_entry_continues_a_transfer_model() -> None:
 
 def test_finetuning_a_model_without_a_base_is_a_clear_error() -> None:
     cnn = model_spec(ZOO, next(n for n, e in ZOO.items() if e["arch"] == "cnn")).build((32, 32, 3))
-    with pytest.raises(ConfigError, match="no pretrained 'base' network to fine-tune; "
+    with pytest.raises(ConfigError, match=r"no pretrained 'base' network to fine-tune; "
                        "'finetune.m9.init_from' must name a transfer model"):
         unfreeze_top(cnn, 10, where="finetune.m9")
     _, entry = transfer_entry(PARAMS)
@@ -134,7 +134,7 @@ def test_unknown_model_lists_the_zoo() -> None:
 
 
 def test_unknown_architecture_lists_the_valid_ones() -> None:
-    with pytest.raises(ConfigError, match="unknown architecture 'resnet'.*choose from: cnn, transfer"):
+    with pytest.raises(ConfigError, match=r"unknown architecture 'resnet'.*choose from: cnn, transfer"):
         model_spec({"x": {"arch": "resnet"}}, "x")
 
 
@@ -146,7 +146,8 @@ def test_unknown_architecture_lists_the_valid_ones() -> None:
         ({"flip": "sideways"}, "'models.x.flip' must be"),
         ({"colour": 1}, "unknown setting 'models.x.colour'; valid settings: blocks, dense_units"),
         ({"learning_rate": "fast"}, "'models.x.learning_rate' must be float"),
-        ({"optimizer": "adagrad"}, "'models.x.optimizer' must be one of 'adam', 'rmsprop', 'sgd', got 'adagrad'"),
+        ({"optimizer": "adagrad"},
+         "'models.x.optimizer' must be one of 'adam', 'rmsprop', 'sgd', got 'adagrad'"),
         ({"dropout": 1.5}, "setting 'models.x.dropout' must be in [0, 1), got 1.5"),
         ({"dropout": 1}, "setting 'models.x.dropout' must be in [0, 1), got 1"),
         ({"rotation": -0.1}, "setting 'models.x.rotation' must be in [0, 1], got -0.1"),
@@ -195,7 +196,7 @@ def test_an_entry_overrides_train_settings_for_itself() -> None:
 def test_train_section_is_checked_with_key_names() -> None:
     params = tiny_params()
     params["train"]["strategy"] = "tpu"
-    with pytest.raises(ConfigError, match="setting 'train.strategy' must be"):
+    with pytest.raises(ConfigError, match=r"setting 'train.strategy' must be"):
         training_job(params, next(iter(params["models"])))
     params = tiny_params()
     params["seed"] = "lucky"

@@ -170,7 +170,8 @@ def test_dvc_repro_end_to_end(tmp_path: Path, dataset_zip: Path) -> None:
     # .dvc/tmp/) and both land, complete, in the repository's own MLflow store.
     # qb also sets a learning rate the way anyone first tries: 1e-5, which YAML 1.1 (and so
     # DVC's rewrite of params.yaml) leaves a string; the settings check takes the number.
-    for name, dropout, more in (("qa", "0.35", []), ("qb", "0.45", ["-S", f"models.{M1}.learning_rate=1e-5"])):
+    queued = (("qa", "0.35", []), ("qb", "0.45", ["-S", f"models.{M1}.learning_rate=1e-5"]))
+    for name, dropout, more in queued:
         sh(repo, "dvc", "exp", "run", "--queue", "-n", name, "-S", f"models.{M1}.dropout={dropout}",
            *more, f"train@{M1}", f"evaluate@{M1}")
     sh(repo, "dvc", "queue", "start", "-j", "2")

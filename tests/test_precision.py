@@ -11,9 +11,9 @@ import pytest
 from conftest import tiny_params
 
 from catsdogs import training
+from catsdogs.data.split import build_manifest
 from catsdogs.models import FLOAT32_LAYERS, LOGIT_LAYER, PREPROCESSING_LAYERS
 from catsdogs.precision import all_layers, hardware_note, native, with_precision
-from catsdogs.data.split import build_manifest
 from catsdogs.training import train_model
 from catsdogs.zoo import training_job
 
@@ -115,7 +115,7 @@ def test_training_warns_once_when_the_cpu_has_no_bfloat16(
     extracted: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(training, "cpu_flags", lambda: NO_BF16)  # simulate an older CPU
-    monkeypatch.setattr(training, "gpu_capabilities", lambda: [])
+    monkeypatch.setattr(training, "gpu_capabilities", list)
     manifest = build_manifest(extracted, test_every=5, strict=False).manifest
     params = tiny_params()
     params["train"]["precision"] = "mixed_bfloat16"

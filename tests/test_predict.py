@@ -150,7 +150,7 @@ def test_prediction_input_is_the_upright_decoded_image(tmp_path: Path) -> None:
 
     class Recorder:  # a stand-in model: records its input, answers a logit of 0
         input_shape = (None, 32, 32, 3)
-        layers = [keras.layers.Identity(name="logit")]
+        layers = (keras.layers.Identity(name="logit"),)
 
         def predict_on_batch(self, images: np.ndarray) -> np.ndarray:
             seen.extend(images)

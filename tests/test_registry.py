@@ -80,7 +80,8 @@ def test_predict_from_the_registry_matches_the_model_folder(project: Path, monke
     photos = str(project / "data/raw/cats_and_dogs_filtered/validation")
     runner = CliRunner()
     from_registry = runner.invoke(catsdogs_cli, ["predict", photos, "--model", CHAMPION, "--format", "csv"])
-    from_folder = runner.invoke(catsdogs_cli, ["predict", photos, "--model", f"models/{best}", "--format", "csv"])
+    from_folder = runner.invoke(catsdogs_cli,
+                                ["predict", photos, "--model", f"models/{best}", "--format", "csv"])
     assert from_registry.exit_code == from_folder.exit_code == 0, from_registry.output
     a = [r.split(",") for r in from_registry.stdout.splitlines()[1:]]
     b = [r.split(",") for r in from_folder.stdout.splitlines()[1:]]

@@ -41,7 +41,7 @@ def test_mcnemar_counts_fixed_and_broken_photos() -> None:
     assert result.p_value == pytest.approx(0.03857, abs=1e-5)  # 2 * P(X <= 2), X ~ B(12, 1/2)
     assert result.verdict == "better"
     assert compare_paired(head, base).verdict == "worse"
-    assert compare_paired(base, base[:9] + [False] + base[10:]).verdict == "within noise"
+    assert compare_paired(base, [*base[:9], False, *base[10:]]).verdict == "within noise"
 
 
 def results(val: float, correct: list[bool], *, recipe: dict | None = None) -> Results:

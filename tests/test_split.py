@@ -103,7 +103,7 @@ def test_a_file_that_cannot_be_read_is_excluded_and_listed(
 
 def test_strict_makes_a_bad_file_an_error_naming_it(tree: Path) -> None:
     (tree / TOP / "validation/dogs/readme.txt").write_text("hello")
-    with pytest.raises(DataError, match="readme.txt.*split.strict"):
+    with pytest.raises(DataError, match=r"readme.txt.*split.strict"):
         build_manifest(tree, test_every=5, strict=True)
 
 
@@ -116,13 +116,13 @@ def test_empty_class_folder_is_an_error(tree: Path) -> None:
 
 def test_missing_class_folder_is_an_error(tree: Path) -> None:
     shutil.rmtree(tree / TOP / "train/dogs")
-    with pytest.raises(DataError, match="class folder for dog is missing in '.*/train'.*dogs/"):
+    with pytest.raises(DataError, match=r"class folder for dog is missing in '.*/train'.*dogs/"):
         build_manifest(tree, test_every=5, strict=False)
 
 
 def test_not_a_data_set_folder_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "something").mkdir()
-    with pytest.raises(DataError, match="no layout fits .* found 0 file.*Accepted layouts: tutorial"):
+    with pytest.raises(DataError, match=r"no layout fits .* found 0 file.*Accepted layouts: tutorial"):
         build_manifest(tmp_path, test_every=5, strict=False)
 
 

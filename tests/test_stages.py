@@ -15,7 +15,12 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 from conftest import (
-    PROJECT_ROOT, load_stage, project_params, small_params, transfer_entry, write_params,
+    PROJECT_ROOT,
+    load_stage,
+    project_params,
+    small_params,
+    transfer_entry,
+    write_params,
 )
 
 from catsdogs.machine import describe
@@ -116,7 +121,8 @@ def test_train_and_evaluate_m1(project: Path) -> None:
     assert evaluation["count"] == 4 == len(predictions)
     assert evaluation["accuracy"] == pytest.approx((predictions.actual == predictions.predicted).mean())
     assert all(p.startswith("cats_and_dogs_filtered/validation/") for p in predictions.path)
-    assert {"confusion_matrix.png", "predictions.png"} <= {p.name for p in (project / f"plots/eval/{M1}").iterdir()}
+    plots = {p.name for p in (project / f"plots/eval/{M1}").iterdir()}
+    assert {"confusion_matrix.png", "predictions.png"} <= plots
 
     run = mlflow.get_run(run_id)
     assert run.info.run_name == M1

@@ -9,8 +9,8 @@ import pytest
 from conftest import TINY_SIZE, tiny_params, transfer_entry
 
 from catsdogs.config import ConfigError
-from catsdogs.data.pipeline import image_dataset
 from catsdogs.data.manifest import split_rows
+from catsdogs.data.pipeline import image_dataset
 from catsdogs.data.split import build_manifest
 from catsdogs.training import choose_strategy, train_model
 from catsdogs.zoo import training_job

@@ -8,6 +8,7 @@ pipeline reads.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import sys
@@ -249,10 +250,9 @@ def ui(host: str, port: int, no_browser: bool, mlflow_options: tuple[str, ...]) 
                                        "its output above says why (a port in use: --port)")
         click.echo(f"catsdogs runs: {address}  (Ctrl-C to stop)")
         if not no_browser:
-            try:
+            # No browser here (a server, CI): the address is printed above.
+            with contextlib.suppress(webbrowser.Error):
                 webbrowser.get().open(address)
-            except webbrowser.Error:  # no browser here (a server, CI): the address is printed
-                pass
         process.wait()
     finally:
         if process.poll() is None:

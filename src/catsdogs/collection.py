@@ -50,7 +50,7 @@ class CollectionScore:
         return {
             "source": self.source,
             "layout": self.layout,
-            "photos": int(len(y_true)),
+            "photos": len(y_true),
             "accuracy": correct / len(y_true),
             "accuracy_low": low,
             "accuracy_high": high,

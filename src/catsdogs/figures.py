@@ -12,11 +12,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from catsdogs.atomic import atomic_dir, atomic_file  # noqa: E402
+from catsdogs.atomic import atomic_dir, atomic_file
 
 # Images in the 3x3 grids of test predictions and mistakes.
 GRID = 9

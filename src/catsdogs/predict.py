@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from catsdogs.data.images import SUFFIXES, SUPPORTED, ImageRefused, read_image
 from catsdogs.data.manifest import LABELS, PROBABILITY_THRESHOLD
 from catsdogs.evaluation import sigmoid
-from catsdogs.data.images import SUFFIXES, SUPPORTED, ImageRefused, read_image
 from catsdogs.serving import input_size, outputs_probability
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,8 @@ def classify(
         outputs = np.asarray(model.predict_on_batch(images.astype(np.float32)), dtype=np.float64).ravel()
         probabilities = outputs if gives_probability else sigmoid(outputs)
         for path, probability in zip(batch_paths, probabilities, strict=True):
-            yield Prediction(str(path), LABELS[int(probability > PROBABILITY_THRESHOLD)], round(float(probability), 6))
+            label = LABELS[int(probability > PROBABILITY_THRESHOLD)]
+            yield Prediction(str(path), label, round(float(probability), 6))
 
 
 def skip_summary(skipped: Sequence[Skipped], named: int) -> list[str]:

@@ -25,7 +25,13 @@ import yaml
 from catsdogs.atomic import atomic_dir
 from catsdogs.profiles import apply_profile, digest
 from catsdogs.revisions import (
-    RevisionError, changed_files, clone_at, dvc, folder_reader, ran_stages, reader,
+    RevisionError,
+    changed_files,
+    clone_at,
+    dvc,
+    folder_reader,
+    ran_stages,
+    reader,
 )
 
 # What a results folder keeps of a pipeline run: enough for results.read_results.

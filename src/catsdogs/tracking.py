@@ -167,7 +167,7 @@ def connect(uri: str | None = None, timeout_s: float = 10.0) -> str:
                 # A local store's default artifact root is ./mlruns of whatever folder creates
                 # the experiment: a `dvc exp run --temp` copy would send every artifact into a
                 # folder DVC deletes. Pin it beside the store at the project root instead.
-                local = uri.startswith("sqlite:///") or uri.startswith("file:")
+                local = uri.startswith(("sqlite:///", "file:"))
                 location = (project_root() / "mlruns").as_uri() if local else None
                 experiment_id = mlflow.create_experiment(
                     EXPERIMENT, artifact_location=location, tags=dict([EXPERIMENT_KIND])
@@ -229,9 +229,10 @@ def end_orphaned_runs(experiment_id: str) -> list[str]:
             continue
         note = (f"owner process {stale.data.tags.get(OWNER_PID)} on {host} was gone when process "
                 f"{os.getpid()} connected at {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+        run_id = stale.info.run_id
         with _holding_interrupts():
-            _write(lambda: client.set_tag(stale.info.run_id, ENDED_BY, note))
-            _write(lambda: client.set_terminated(stale.info.run_id, "KILLED"))
+            _write(lambda run_id=run_id, note=note: client.set_tag(run_id, ENDED_BY, note))
+            _write(lambda run_id=run_id: client.set_terminated(run_id, "KILLED"))
         log.warning("ended run %s (%s) KILLED: its %s", stale.info.run_id,
                     stale.data.tags.get("mlflow.runName"), note)
         ended.append(stale.info.run_id)

@@ -28,12 +28,16 @@ import pandas as pd
 import tensorflow as tf
 
 from catsdogs.config import ConfigError
-from catsdogs.data.pipeline import batches, decoded_images, fits_in_memory
 from catsdogs.data.manifest import LOGIT_THRESHOLD, split_rows
+from catsdogs.data.pipeline import batches, decoded_images, fits_in_memory
 from catsdogs.history import EPOCH_METRICS, HISTORY_COLUMNS
 from catsdogs.models import count_params, unfreeze_top
 from catsdogs.precision import (
-    all_layers, cpu_flags, gpu_capabilities, hardware_note, with_precision,
+    all_layers,
+    cpu_flags,
+    gpu_capabilities,
+    hardware_note,
+    with_precision,
 )
 from catsdogs.serving import input_size, load_model_file
 from catsdogs.train_config import Strategy
@@ -243,7 +247,7 @@ class FitResult:
         seconds = self.history["seconds"]
         steady = seconds.iloc[1:] if len(seconds) > 1 else seconds
         return {
-            "epochs": int(len(self.history)),
+            "epochs": len(self.history),
             "val_accuracy": float(last["val_accuracy"]),
             "val_loss": float(last["val_loss"]),
             "accuracy": float(last["accuracy"]),
@@ -305,11 +309,11 @@ def _fit_multi_worker(
         return tallies(labels, logits, per_example(labels, logits))
 
     @tf.function
-    def step(replica_fn, images, labels):  # noqa: ANN001, ANN202
+    def step(replica_fn, images, labels):
         results = strategy.run(replica_fn, args=(images, labels))
         return [strategy.reduce(total, r, axis=None) for r in results]
 
-    def run_epoch(dataset: WorkerDataset, replica_fn) -> tuple[float, float]:  # noqa: ANN001
+    def run_epoch(dataset: WorkerDataset, replica_fn) -> tuple[float, float]:
         sums = [0.0, 0.0, 0.0]
         for images, labels in strategy.distribute_datasets_from_function(dataset):
             sums = [a + float(b) for a, b in zip(sums, step(replica_fn, images, labels), strict=True)]

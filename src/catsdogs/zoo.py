@@ -22,8 +22,15 @@ from typing import Annotated, Any, Literal
 import keras
 
 from catsdogs.config import (
-    ConfigError, Range, check_settings, entry_names, from_mapping, keyword_hints, read_section,
-    read_seed, section,
+    ConfigError,
+    Range,
+    check_settings,
+    entry_names,
+    from_mapping,
+    keyword_hints,
+    read_section,
+    read_seed,
+    section,
 )
 from catsdogs.models import ARCHITECTURES, resolve_weights
 from catsdogs.train_config import TrainConfig
