@@ -128,7 +128,7 @@ def main() -> int:
         params["models"][M1]["epochs"] = args.epochs
         repo = make_project(tmp_path / "project", params)
         write_params(repo / "params.yaml", params)
-        subprocess.run(["dvc", "repro", "split"], cwd=repo, env=tool_env(), check=True,
+        subprocess.run(["dvc", "repro", "pretrained", "split"], cwd=repo, env=tool_env(), check=True,
                        capture_output=True)
 
         hogs = burners(args.burners)

@@ -1,17 +1,25 @@
-"""DVC stage `compare`: the leaderboard of every model, and the champion in the registry.
+"""DVC stage `compare`: the leaderboard of every model, and the best one in the registry.
 
-Reads metrics/train/<model>.json, metrics/eval/<model>.json, metrics/history/<model>.csv and
-metrics/data.json for every model of the zoo (`models` and `finetune` in params.yaml), and
-each model folder's MLflow ids. Writes the leaderboard (CSV and Markdown, accuracies with
-their 95% intervals), each model's validation and test accuracy (--accuracy, the metrics
-`dvc exp show` leads with), every model's curves in one table (--curves, for the overlaid
-plots), the champion to --champion, and points `catsdogs@champion` in the MLflow Model
-Registry at the champion (best validation accuracy, never test).
+Reads params.yaml (the zoo: `models` and `finetune`; and the settings each model's digest is
+made of), metrics/train/<model>.json, metrics/eval/<model>.json, metrics/history/<model>.csv,
+metrics/data.json, the manifest (which validation photos the numbers were measured on) and
+each model folder's training record and MLflow ids. Writes the leaderboard (CSV and
+Markdown, accuracies with their 95% intervals), each model's validation and test accuracy
+(--accuracy, the metrics `dvc exp show` leads with), every model's curves in one table
+(--curves, for the overlaid plots), the best model by validation accuracy (never test) to
+--champion, and the machine each model trained on to --machines.
+
+Then registers the best model in the MLflow Model Registry as a version of `catsdogs`. It
+takes the `champion` alias (what `predict` and serving use) only when it beats the current
+champion on the same validation photos; otherwise it gets `challenger`
+(`compare.champion_decision`). Inside `dvc exp run` nothing is registered unless asked
+(--register yes, or CATSDOGS_REGISTER=yes): an experiment must not move the team's alias.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -21,10 +29,15 @@ from catsdogs import tracking
 from catsdogs.atomic import write_csv, write_json, write_text
 from catsdogs.compare import champion, curves, headline, leaderboard, to_markdown
 from catsdogs.config import load_params
+from catsdogs.data.manifest import read_manifest, split_digest
 from catsdogs.errors import UserError
+from catsdogs.history import TRAINING_FILE
 from catsdogs.machine import MACHINE_FILE
 from catsdogs.stage_support import fails_clearly, params_option, setup_logging
 from catsdogs.zoo import entry_names, params_digest
+
+# Set by DVC in every stage of an experiment (`dvc exp run`, queued or not) to its name.
+DVC_EXP_NAME = "DVC_EXP_NAME"
 
 
 def _read(path: Path) -> dict:
@@ -51,51 +64,70 @@ def _read(path: Path) -> dict:
               default="reports/leaderboard.md", show_default=True, help="Leaderboard as Markdown.")
 @click.option("--champion", "champion_path", type=click.Path(dir_okay=False, path_type=Path),
               default="metrics/champion.json", show_default=True,
-              help="JSON naming the champion and its validation and test accuracy.")
+              help="JSON naming the best model by validation accuracy, with its validation "
+                   "and test accuracy (what the registry did with it is in --report).")
 @click.option("--machines", "machines_path", type=click.Path(dir_okay=False, path_type=Path),
               default="metrics/machines.json", show_default=True,
               help="JSON of the machine each model trained on (from its model folder).")
-@click.option("--register/--no-register", default=True, show_default=True,
-              help="Point catsdogs@champion in the MLflow Model Registry at the champion.")
+@click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path),
+              default="data/split/manifest.csv", show_default=True,
+              help="The split's manifest: which validation photos the accuracies were measured on.")
+@click.option("--register", type=click.Choice(["auto", "yes", "no"]), default="auto",
+              envvar="CATSDOGS_REGISTER", show_default=True,
+              help="Register the best model in the MLflow Model Registry: auto registers except "
+                   "inside `dvc exp run` (env: CATSDOGS_REGISTER).")
+@click.option("--promote", is_flag=True,
+              help="Give the best model the champion alias even if it does not beat the current "
+                   "champion, or was validated on other photos.")
 @fails_clearly
 def main(params_path: str, metrics_dir: Path, models_dir: Path, out: Path, accuracy_path: Path,
          curves_path: Path, report: Path, champion_path: Path, machines_path: Path,
-         register: bool) -> None:
+         manifest: Path, register: str, promote: bool) -> None:
     """Rank every model by validation accuracy, beside its test accuracy and the majority
-    baseline; make the best one catsdogs@champion."""
+    baseline; register the best one, as champion only if it beats the current one."""
     setup_logging()
     params = load_params(params_path)
     names = entry_names(params)
     board = leaderboard({n: _read(metrics_dir / "train" / f"{n}.json") for n in names},
                         {n: _read(metrics_dir / "eval" / f"{n}.json") for n in names},
-                        _read(metrics_dir / "data.json"))
+                        _read(metrics_dir / "data.json"),
+                        {n: _read(models_dir / n / TRAINING_FILE) for n in names
+                         if (models_dir / n / TRAINING_FILE).is_file()})
     best = champion(board)
     row = board[board["model"] == best].iloc[0]
     numbers = {"val_accuracy": float(row["val_accuracy"]),
                "test_accuracy": float(row["test_accuracy"])}
 
-    version = None
-    if register:
+    experiment = os.environ.get(DVC_EXP_NAME)
+    if register == "no" or (register == "auto" and experiment):
+        why = (f"inside `dvc exp run` ({experiment})" if register == "auto" else "--register no")
+        registry = (f"Not registered ({why}): the registry's champion is left as it was; "
+                    "CATSDOGS_REGISTER=yes registers it.")
+    else:
         tracking.connect()
         commit = tracking.git_commit()
         _, model_id = tracking.read_ids(models_dir / best)
-        version = tracking.register_champion(model_id, tags={
+        registration = tracking.register_candidate(model_id, promote=promote, tags={
             "model_name": best, "params_digest": params_digest(params, best),
             "git_commit": commit[0] if commit else "unknown",
+            tracking.VALIDATION_DATA_TAG: split_digest(read_manifest(manifest), "validation"),
             **{key: f"{value:.4f}" for key, value in numbers.items()},
         })
+        registry = (f"Registered as `catsdogs` version {registration.version}, alias "
+                    f"`{registration.alias}`: {registration.reason}." if registration else
+                    "Not registered: its MLflow model is not in this tracking store.")
     write_csv(out, board)
     # In zoo order, validation before test: the order `dvc exp show` shows them in.
     write_json(accuracy_path, headline(board, names), sort_keys=False)
     write_csv(curves_path, curves({n: pd.read_csv(metrics_dir / "history" / f"{n}.csv")
                                    for n in names}))
-    write_text(report, to_markdown(board, best, version))
+    write_text(report, to_markdown(board, best, registry))
     write_json(champion_path, {"model": best, **numbers})
     # Models trained before machines were recorded have no file: they are left out.
     write_json(machines_path, {n: json.loads((models_dir / n / MACHINE_FILE).read_text())
                                for n in names if (models_dir / n / MACHINE_FILE).is_file()},
                sort_keys=False)
-    click.echo(to_markdown(board, best, version), err=True)
+    click.echo(to_markdown(board, best, registry), err=True)
 
 
 if __name__ == "__main__":

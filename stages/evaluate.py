@@ -1,6 +1,7 @@
 """DVC stage `evaluate@<model>`: score one trained model on the test split.
 
-Reads the model folder written by `train@<model>`, the manifest and the images it names;
+Reads params.yaml (`evaluate`, and `train`'s memory_budget_mb and cache_dir: where decoded
+photos are kept), the model folder written by `train@<model>`, the manifest and the images it names;
 only the manifest's `test` rows are used, at the size the model takes. Writes the test
 metrics to --metrics, one row per test image to --predictions (a DVC confusion plot), and
 the confusion matrix, a 3x3 grid of predictions and a grid of mistakes to --figures. Logs
@@ -18,7 +19,7 @@ from catsdogs.atomic import write_csv, write_json
 from catsdogs.config import load_params, read_section
 from catsdogs.data.images import read_images
 from catsdogs.data.manifest import LABELS, read_manifest, split_rows
-from catsdogs.data.pipeline import fits_in_memory, image_dataset
+from catsdogs.data.pipeline import disk_cache_for, image_dataset
 from catsdogs.evaluation import (
     EvaluateConfig,
     classification_metrics,
@@ -48,7 +49,7 @@ from catsdogs.train_config import TrainConfig
 @fails_clearly
 def main(params_path: str, name: str, model_dir: Path, manifest: Path, images: Path,
          metrics_path: Path, predictions: Path, figures_dir: Path) -> None:
-    """Evaluate model NAME on the manifest's test split: accuracy, loss, precision, recall,
+    """Evaluate the model named by --model on the manifest's test split: accuracy, loss, precision, recall,
     F1, ROC AUC and the confusion matrix."""
     setup_logging()
     params = load_params(params_path)
@@ -61,10 +62,10 @@ def main(params_path: str, name: str, model_dir: Path, manifest: Path, images: P
     test = split_rows(rows, "test")
     # Past the memory budget the test photos, too, are read from the disk cache.
     storage = read_section(params, "train", TrainConfig)
-    in_memory = fits_in_memory(len(test), size, storage.memory_budget_mb)
     dataset = image_dataset(test, images, image_size=size, batch_size=config.batch_size,
                             shuffle=False, seed=0,
-                            cache_dir=None if in_memory else Path(storage.cache_dir))
+                            cache_dir=disk_cache_for(len(test), size, storage.memory_budget_mb,
+                                                     storage.cache_dir))
     logits = predict_logits(model, dataset)
     metrics = classification_metrics(test["label_index"].to_numpy(), logits)
     table = predictions_table(list(test["path"]), test["label_index"].to_numpy(), logits)

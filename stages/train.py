@@ -2,10 +2,11 @@
 
 Reads params.yaml (`seed`, `train`, and the model's entry in `models` or `finetune`), the
 manifest and the images it names. Writes the model with its MLflow run and LoggedModel ids
-to --out, the final and best validation numbers to --metrics, the per-epoch history to
---history, the curves (plus augmentation demonstrations, for models that augment) to
---figures, and the machine it trained on (CPU, oneDNN's instruction set, cores, versions:
-`catsdogs.machine`) into the model folder. Logs all of it to the model's
+to --out, the final and best training and validation numbers to --metrics (metrics only),
+the per-epoch history to --history, the curves (plus augmentation demonstrations, for
+models that augment) to --figures, and into the model folder how it was trained (settings,
+size, timings: `training.json`) and the machine it trained on (CPU, oneDNN's instruction
+set, cores, versions: `catsdogs.machine`). Logs all of it to the model's
 MLflow run (the machine as `catsdogs.machine.*` tags); the run ends when training does.
 """
 
@@ -22,12 +23,12 @@ from catsdogs.atomic import atomic_dir, write_csv, write_json
 from catsdogs.config import load_params
 from catsdogs.data.images import read_image
 from catsdogs.data.manifest import read_manifest, split_rows
-from catsdogs.history import EPOCH_METRICS
+from catsdogs.history import EPOCH_METRICS, TRAINING_FILE
 from catsdogs.machine import MACHINE_FILE, describe
 from catsdogs.models import augmentation_examples, summary_text
 from catsdogs.serving import MODEL_FILE, with_probability
 from catsdogs.stage_support import fails_clearly, params_option, setup_logging
-from catsdogs.training import choose_strategy, is_chief, train_metrics, train_model
+from catsdogs.training import choose_strategy, is_chief, train_model, training_record
 from catsdogs.zoo import training_job
 
 
@@ -51,7 +52,7 @@ from catsdogs.zoo import training_job
 @fails_clearly
 def main(params_path: str, name: str, manifest: Path, images: Path, init_from: Path | None,
          out: Path, metrics_path: Path, history_path: Path, figures_dir: Path) -> None:
-    """Train the zoo model NAME on the manifest's train split, validating on its
+    """Train the zoo model named by --model on the manifest's train split, validating on its
     validation split, and save it with its metrics, curves and MLflow run."""
     setup_logging()
     job = training_job(load_params(params_path), name)
@@ -76,17 +77,19 @@ def main(params_path: str, name: str, manifest: Path, images: Path, init_from: P
         tracking.log_datasets(rows, manifest, ["train", "validation"])
         model, result = train_model(job, rows, images, init_from=init_from, strategy=strategy,
                                     epoch_hooks=[tracking.log_epoch])
-        summary = train_metrics(job, model, result)
+        metrics = result.metrics()
+        how = training_record(job, model, result)
         example_path = images / split_rows(rows, "validation")["path"].iloc[0]
         example = read_image(example_path, job.config.image_size, max_pixels=None)[None]
         # The model goes to MLflow before any output is replaced: a tracking failure then
         # leaves last run's outputs whole, never a mix of old and new.
         # The final epoch's curves are linked to the LoggedModel; the rest are run metrics.
-        tracking.log_metrics({k: v for k, v in summary.items() if k not in EPOCH_METRICS})
+        tracking.log_metrics({k: v for k, v in {**metrics, **how}.items()
+                              if k not in EPOCH_METRICS})
         tracking.log_text(summary_text(model), "model_summary.txt")
         model_id = tracking.log_keras_model(with_probability(model), name=name,
                                             input_example=example.astype("float32"),
-                                            step=summary["epochs"])
+                                            step=how["epochs"])
         figures.training_figures(result.history, augmentation_examples(model, example[0]),
                                  figures_dir, name)
         write_csv(history_path, result.history)
@@ -94,12 +97,13 @@ def main(params_path: str, name: str, manifest: Path, images: Path, init_from: P
             model.save(tmp / MODEL_FILE)
             tracking.write_ids(tmp, run_id, model_id)
             write_json(tmp / MACHINE_FILE, machine)
-        write_json(metrics_path, summary)
+            write_json(tmp / TRAINING_FILE, how)
+        write_json(metrics_path, metrics)
         tracking.log_artifact(history_path, "history")
         for png in sorted(figures_dir.glob("*.png")):
             tracking.log_artifact(png, "figures")
-    click.echo(f"{name}: val_accuracy {summary['val_accuracy']:.4f} after {summary['epochs']} "
-               f"epochs, {summary['images_per_second']:.0f} images/s.", err=True)
+    click.echo(f"{name}: val_accuracy {metrics['val_accuracy']:.4f} after {how['epochs']} "
+               f"epochs, {how['images_per_second']:.0f} images/s.", err=True)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import zipfile
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +119,8 @@ def tiny_params(**train: int) -> dict:
     settings where it sets its own (epochs 1; image size TINY_ENTRY_SIZE).
     """
     params = project_params()
+    # Every architecture starts from random weights: nothing to fetch.
+    params["pretrained"] = dict.fromkeys(params["pretrained"], "none")
     params["train"].update({"image_size": TINY_SIZE, "batch_size": 8, "epochs": 1, **train})
     for entry in zoo_entries(params).values():
         if "weights" in entry:
@@ -209,14 +212,18 @@ def http_service(command: list[str], ready_url: str, log_path: Path, timeout_s: 
                  env: dict[str, str] | None = None, cwd: Path | None = None) -> Iterator[None]:
     """Run a server process until `ready_url` answers; stop it afterwards.
 
-    If it exits or does not answer within `timeout_s`, fail with the end of its log.
+    If it exits or does not answer within `timeout_s`, fail with the end of its log. Stopped,
+    the whole process group goes: an `mlflow server` runs uvicorn workers and job runners
+    that outlive it when only it is signalled, and on a busy machine can take over 30 s.
     """
+    import signal
     import subprocess
     import time
     import urllib.request
 
     with log_path.open("w") as log:
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                                start_new_session=True)
         try:
             deadline = time.monotonic() + timeout_s
             while True:
@@ -229,7 +236,12 @@ def http_service(command: list[str], ready_url: str, log_path: Path, timeout_s: 
                     time.sleep(0.5)
             yield
         finally:
-            proc.terminate()
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            with suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=60)
+            with suppress(ProcessLookupError):  # what is left of the group, hung or slow
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
 
 
@@ -275,3 +287,15 @@ def make_project(repo: Path, params: dict) -> Path:
     shutil.copytree(PROJECT_ROOT / ".dvc/plots", repo / ".dvc/plots")  # the plot templates
     commit(repo, "init")
     return repo
+
+
+@pytest.fixture()
+def mlflow_server(tmp_path: Path) -> Iterator[str]:
+    """A real `mlflow server` on 127.0.0.1 with a temporary sqlite store and artifact root."""
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+               "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+               "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"]
+    with http_service(command, uri + "/health", tmp_path / "server.log"):
+        yield uri

@@ -79,7 +79,8 @@ def test_two_workers_train_m1_to_the_end(prepared: Path, tmp_path: Path) -> None
     assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-2000:] for o in outputs)
     assert "CollectiveAllReduceStrategy over 2 replica(s)" in outputs[0]
     metrics = json.loads((prepared / f"metrics/train/{name}.json").read_text())
-    assert metrics["epochs"] == 2 and 0.0 <= metrics["val_accuracy"] <= 1.0
+    assert 0.0 <= metrics["val_accuracy"] <= 1.0
+    assert json.loads((prepared / f"models/{name}/training.json").read_text())["epochs"] == 2
     assert (prepared / f"models/{name}/model.keras").is_file()
     assert "worker done" in outputs[1]
     # Each worker read only its half of every batch (of 24 training, 16 validation photos).

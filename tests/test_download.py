@@ -25,6 +25,7 @@ from catsdogs.data.download import (
     download_all,
     extract,
     fetch,
+    recorded_source,
 )
 
 CAPS = {"max_files": 1000, "max_bytes": 10_000_000}
@@ -85,6 +86,21 @@ def test_local_path_and_file_url_extract_the_tree(dataset_zip: Path, tmp_path: P
         assert fetched.size == dataset_zip.stat().st_size
         cats = sorted((out / "cats_and_dogs_filtered/train/cats").iterdir())
         assert len(cats) == 12 and cats[0].name == "cat.0.jpg"
+        # The committed record names the file, not the folders of the machine it was on.
+        record = fetched.record()
+        assert (record["source"], record["local"]) == (dataset_zip.name, True)
+        assert str(dataset_zip.parent) not in str(record)
+
+
+@pytest.mark.parametrize(("source", "recorded"), [
+    ("https://example.com/data/cats.zip", "https://example.com/data/cats.zip"),
+    ("https://user:secret@example.com:8443/cats.zip?v=2", "https://example.com:8443/cats.zip?v=2"),
+    ("http://me@[::1]:8000/cats.zip", "http://[::1]:8000/cats.zip"),
+    ("file:///home/someone/My%20Photos/pets.tar.gz", "pets.tar.gz"),
+    ("~/Pictures/pets/", "pets"),
+])
+def test_the_record_keeps_no_local_folders_or_credentials(source: str, recorded: str) -> None:
+    assert recorded_source(source) == recorded
 
 
 def test_wrong_sha256_is_refused_and_leaves_nothing(dataset_zip: Path, tmp_path: Path) -> None:
@@ -112,6 +128,7 @@ def test_http_500_is_retried_then_succeeds(serve, tmp_path: Path) -> None:
     fetched = run_download(server.url, tmp_path / "raw")
     assert server.requests == 3
     assert fetched.source == server.url
+    assert (fetched.record()["source"], fetched.record()["local"]) == (server.url, False)
     assert (tmp_path / "raw/cats_and_dogs_filtered/validation/dogs/dog.2000.jpg").is_file()
 
 
@@ -286,9 +303,10 @@ def test_several_named_sources_land_in_their_own_folders(dataset_zip: Path, extr
     assert sorted(p.name for p in out.iterdir()) == ["mine", "more", "tutorial"]
     for name in ("mine", "more", "tutorial"):
         assert len(list((out / name).rglob("*.jpg"))) == 44
-    assert fetched[0].record() == {"name": "tutorial", "folder": "tutorial", "source": str(dataset_zip),
-                                   "kind": "zip", "sha256": sha256_of(dataset_zip),
+    assert fetched[0].record() == {"name": "tutorial", "folder": "tutorial", "source": dataset_zip.name,
+                                   "local": True, "kind": "zip", "sha256": sha256_of(dataset_zip),
                                    "size_bytes": dataset_zip.stat().st_size}
+    assert fetched[2].record()["source"] == extracted.name  # a folder, by its name
 
 
 def test_one_failing_source_of_several_leaves_nothing(dataset_zip: Path, tmp_path: Path) -> None:

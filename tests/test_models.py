@@ -206,11 +206,22 @@ def test_train_section_is_checked_with_key_names() -> None:
 
 def test_missing_weights_file_fails_before_building(tmp_path: Path) -> None:
     missing = tmp_path / "nope.h5"
-    with pytest.raises(ConfigError, match=f"weights file '{missing}' does not exist"):
-        model_spec({"m4": {"arch": "transfer", "weights": str(missing)}}, "m4")
+    params = tiny_params()
+    name, entry = transfer_entry(params)
+    entry["weights"] = str(missing)
+    model_spec({name: entry}, name)  # reading params needs no file
+    expected = f"weights file '{missing}' does not exist; run `dvc repro pretrained`"
+    with pytest.raises(ConfigError, match=expected):
+        training_job(params, name)
 
 
 def test_the_committed_zoo_parses() -> None:
     params = project_params()
+    for name, entry in params["models"].items():
+        assert model_spec(params["models"], name).arch == entry["arch"]
+    # Training also needs the weights files the pretrained stage fetches: not here.
+    for entry in params["models"].values():
+        if "weights" in entry:
+            entry["weights"] = "none"
     for name in [*params["models"], *params["finetune"]]:
         assert training_job(params, name).name == name

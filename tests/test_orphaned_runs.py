@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -78,11 +79,25 @@ def test_runs_of_other_hosts_are_left_alone(tracking_store: str) -> None:
     assert client.get_run(run.info.run_id).info.status == "RUNNING"
 
 
+def alive_in_group(pgid: int) -> list[str]:
+    """The processes of group `pgid` still running (zombies are their reaper's), as 'pid cmd'."""
+    import psutil
+
+    alive = []
+    for proc in psutil.process_iter(["status", "cmdline"]):
+        with contextlib.suppress(OSError, psutil.Error):
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                alive.append(f"{proc.pid} {' '.join(proc.info['cmdline'] or [])[:120]}")
+    return alive
+
+
 @pytest.mark.slow
 def test_catsdogs_ui_serves_the_project_store_at_the_runs_page(tmp_path: Path, store_env) -> None:
     """`catsdogs ui` starts mlflow ui on the project's store and prints the address of the
-    experiment's runs in the model-training view; that server answers for the experiment."""
+    experiment's runs in the model-training view; that server answers for the experiment.
+    `kill` (SIGTERM to the command alone) ends the server and every process it started."""
     import json
+    import threading
     import time
     import urllib.request
 
@@ -90,29 +105,42 @@ def test_catsdogs_ui_serves_the_project_store_at_the_runs_page(tmp_path: Path, s
 
     port = free_port()
     env = {**store_env, "BROWSER": "true"}  # a "browser" that does nothing
+    # In a process group of its own, all of which the test ends whatever happens.
     ui = subprocess.Popen([sys.executable, "-m", "catsdogs.cli", "ui", "--port", str(port)],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                          cwd=tmp_path)
+                          cwd=tmp_path, start_new_session=True)
+    lines: list[str] = []  # read to the end, so no write of the server's blocks on a full pipe
+    reader = threading.Thread(target=lambda: lines.extend(ui.stdout), daemon=True)
+    reader.start()
+
+    def output() -> str:
+        return "".join(lines)[-4000:]
+
     try:
-        lines = []
         deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            line = ui.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if line.startswith("catsdogs runs: "):
-                break
-        address = lines[-1].removeprefix("catsdogs runs: ").split()[0] if lines else ""
-        assert address.startswith(f"http://127.0.0.1:{port}/#/experiments/"), "".join(lines)[-3000:]
-        assert address.endswith("/runs?workflowType=machine_learning")
+        while not (said := [x for x in lines if x.startswith("catsdogs runs: ")]):
+            if ui.poll() is not None or time.monotonic() > deadline:
+                reader.join(timeout=10)
+                raise AssertionError(f"no address (exit status {ui.poll()}):\n{output()}")
+            time.sleep(0.2)
+        address = said[0].removeprefix("catsdogs runs: ").split()[0]
+        assert address.startswith(f"http://127.0.0.1:{port}/#/experiments/"), output()
+        assert address.endswith("/runs?workflowType=machine_learning&viewStateShareKey=catsdogs")
         experiment_id = address.split("/experiments/")[1].split("/")[0]
         api = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=catsdogs"
         with urllib.request.urlopen(api, timeout=10) as answer:
-            assert json.load(answer)["experiment"]["experiment_id"] == experiment_id
+            experiment = json.load(answer)["experiment"]
+        assert experiment["experiment_id"] == experiment_id
+        # The view the address names, as the page reads it: the accuracies as columns.
+        view = {t["key"]: t["value"] for t in experiment["tags"]}["mlflow.sharedViewState.catsdogs"]
+        assert "metrics.`test_accuracy`" in json.loads(view)["selectedColumns"]
+
+        ui.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 120
+        while (alive := alive_in_group(ui.pid)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not alive, f"still running after SIGTERM: {alive}\n{output()}"
     finally:
-        ui.send_signal(signal.SIGINT)
-        try:
-            ui.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            ui.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(ui.pid, signal.SIGKILL)
+        ui.wait(timeout=30)

@@ -67,13 +67,15 @@ def test_dvc_repro_end_to_end(tmp_path: Path, dataset_zip: Path) -> None:
     # Read before any catsdogs process connects again (which would end a dead owner's run).
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("catsdogs").experiment_id
-    # download and split, which ran first, log runs too: they finished.
+    # pretrained, download and split, which ran first, log runs too: they finished.
     statuses = sorted((r.info.run_name, r.info.status) for r in client.search_runs([experiment]))
-    assert statuses == [("download", "FINISHED"), (M1, "KILLED"), ("split", "FINISHED")], output
+    assert statuses == [("download", "FINISHED"), (M1, "KILLED"), ("pretrained", "FINISHED"),
+                        ("split", "FINISHED")], output
     write_params(repo / "params.yaml", small_params(dataset_zip))
 
     first = sh(repo, "dvc", "repro")
-    # download and split already ran (and were locked) before the interrupted training.
+    # pretrained, download and split already ran (and were locked) before the interrupted
+    # training.
     expected = {f"train@{m}" for m in ZOO["models"]} | {f"evaluate@{m}" for m in ZOO["models"]} | {
         f"finetune@{m}" for m in ZOO["finetune"]} | {f"evaluate_finetune@{m}" for m in ZOO["finetune"]} | {
         "compare"}
@@ -84,7 +86,8 @@ def test_dvc_repro_end_to_end(tmp_path: Path, dataset_zip: Path) -> None:
     for model in MODELS:
         trained = json.loads((repo / f"metrics/train/{model}.json").read_text())
         evaluated = json.loads((repo / f"metrics/eval/{model}.json").read_text())
-        assert 0.0 <= trained["val_accuracy"] <= 1.0 and trained["epochs"] == 1
+        assert 0.0 <= trained["val_accuracy"] <= 1.0
+        assert json.loads((repo / f"models/{model}/training.json").read_text())["epochs"] == 1
         assert evaluated["count"] == 4
         assert 0.0 <= evaluated["accuracy"] <= 1.0 and evaluated["count"] == 4
         assert (repo / f"models/{model}/model.keras").is_file()
@@ -167,13 +170,16 @@ def test_dvc_repro_end_to_end(tmp_path: Path, dataset_zip: Path) -> None:
     assert ran_stages(sh(clone, "dvc", "repro")) == set()
 
     # Two queued experiments run side by side (`dvc queue start -j 2`, each in a copy under
-    # .dvc/tmp/) and both land, complete, in the repository's own MLflow store.
+    # .dvc/tmp/) and both land, complete, in the repository's own MLflow store. Their
+    # compare stages rank them but register nothing: the champion stays where it was.
+    registered = {v.version for v in client.search_model_versions("name='catsdogs'")}
+    holder = client.get_model_version_by_alias("catsdogs", "champion").version
     # qb also sets a learning rate the way anyone first tries: 1e-5, which YAML 1.1 (and so
     # DVC's rewrite of params.yaml) leaves a string; the settings check takes the number.
     queued = (("qa", "0.35", []), ("qb", "0.45", ["-S", f"models.{M1}.learning_rate=1e-5"]))
     for name, dropout, more in queued:
         sh(repo, "dvc", "exp", "run", "--queue", "-n", name, "-S", f"models.{M1}.dropout={dropout}",
-           *more, f"train@{M1}", f"evaluate@{M1}")
+           *more, f"train@{M1}", f"evaluate@{M1}", "compare")
     sh(repo, "dvc", "queue", "start", "-j", "2")
     deadline = time.monotonic() + 600
     while re.search(r"\b(Queued|Running)\b", sh(repo, "dvc", "queue", "status")):
@@ -187,3 +193,5 @@ def test_dvc_repro_end_to_end(tmp_path: Path, dataset_zip: Path) -> None:
     assert landed == {("qa", "0.35", "FINISHED", True), ("qb", "0.45", "FINISHED", True)}
     rates = {r.data.tags["dvc_experiment"]: float(r.data.params["model.learning_rate"]) for r in queued}
     assert rates == {"qa": ZOO["models"][M1]["learning_rate"], "qb": 1e-5}
+    assert {v.version for v in client.search_model_versions("name='catsdogs'")} == registered
+    assert client.get_model_version_by_alias("catsdogs", "champion").version == holder

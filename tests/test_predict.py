@@ -45,12 +45,15 @@ def run(*args: str):
 def test_folder_recursively_as_json(model_dir: Path, photos: Path) -> None:
     result = run(str(photos), "--model", str(model_dir), "--format", "json", "--batch-size", "3")
     assert result.exit_code == 0, result.output
-    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    rows = json.loads(result.stdout)  # one JSON document, as `jq '.[]'` reads it
     assert len(rows) == 20  # 10 cats + 10 dogs, batches of 3
     assert {Path(r["path"]).parent.name for r in rows} == {"cats", "dogs"}
     for row in rows:
         assert 0.0 <= row["probability_dog"] <= 1.0
         assert row["label"] == ("dog" if row["probability_dog"] > 0.5 else "cat")
+    lines = run(str(photos), "--model", str(model_dir), "--format", "jsonl", "--batch-size", "3")
+    assert lines.exit_code == 0, lines.output
+    assert [json.loads(line) for line in lines.stdout.splitlines()] == rows  # one per line
 
 
 def test_same_answers_whatever_the_batch_size(model_dir: Path, photos: Path) -> None:

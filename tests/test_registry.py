@@ -111,3 +111,66 @@ def test_served_champion_answers_with_probabilities(project: Path) -> None:
             predictions = json.loads(response.read())["predictions"]
     assert np.asarray(predictions).shape == (1, 1)
     assert 0.0 <= predictions[0][0] <= 1.0
+
+
+def compare_in(project: Path, params: dict, *args: str, manifest: str = "data/split/manifest.csv",
+               env: dict[str, str] | None = None) -> str:
+    """Run compare on `params` (a subset of the zoo) with its outputs aside; its report."""
+    side = project / "side"
+    side.mkdir(exist_ok=True)
+    write_params(side / "params.yaml", params)
+    result = CliRunner().invoke(load_stage("compare"), [
+        "--params", str(side / "params.yaml"), "--out", str(side / "leaderboard.csv"),
+        "--accuracy", str(side / "accuracy.json"), "--curves", str(side / "curves.csv"),
+        "--report", str(side / "leaderboard.md"), "--champion", str(side / "champion.json"),
+        "--machines", str(side / "machines.json"), "--manifest", manifest, *args],
+        env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return (side / "leaderboard.md").read_text()
+
+
+def test_only_a_better_model_on_the_same_photos_takes_the_champion_alias(project: Path,
+                                                                          monkeypatch) -> None:
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    best = json.loads((project / "metrics/champion.json").read_text())["model"]
+    val = {n: json.loads((project / f"metrics/train/{n}.json").read_text())["val_accuracy"]
+           for n in params["models"]}
+    worse = min(sorted(val), key=lambda n: val[n])
+    alone = {**params, "models": {worse: params["models"][worse]}}
+
+    def holder(alias: str) -> str:
+        version = client.get_model_version_by_alias("catsdogs", alias)
+        return version.tags["model_name"]
+
+    # An experiment (inside `dvc exp run`) registers nothing, whatever it scored.
+    versions = len(client.search_model_versions("name='catsdogs'"))
+    page = compare_in(project, alone, env={"DVC_EXP_NAME": "exp-1"})
+    assert "Not registered (inside `dvc exp run` (exp-1))" in page
+    assert len(client.search_model_versions("name='catsdogs'")) == versions
+
+    # The worse model, registered: it waits as the challenger; the champion stays.
+    page = compare_in(project, alone)
+    assert (holder("champion"), holder("challenger")) == (best, worse)
+    assert "alias `challenger`: it does not beat the champion" in page
+    reason = client.get_model_version_by_alias("catsdogs", "challenger").tags["catsdogs.alias_reason"]
+    assert reason.startswith("challenger: it does not beat the champion")
+
+    # Measured on other validation photos, even a better score would not be compared.
+    rows = pd.read_csv(project / "data/split/manifest.csv")
+    dropped = rows.drop(index=rows.index[rows["split"] == "validation"][0])
+    dropped.to_csv(project / "side/manifest.csv", index=False)
+    page = compare_in(project, alone, manifest="side/manifest.csv")
+    assert holder("champion") == best and "not comparable with the champion" in page
+
+    # Promoted on purpose, the worse one takes it; the better one then wins it back.
+    compare_in(project, alone, "--promote")
+    assert holder("champion") == worse
+    page = compare_in(project, params)
+    if val[best] > val[worse]:
+        assert holder("champion") == best and "alias `champion`: it beats the champion" in page
+    else:  # the tiny data set gave them the same score: a tie keeps the champion
+        assert holder("champion") == worse and "a tie keeps the champion" in page

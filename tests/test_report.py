@@ -19,6 +19,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from conftest import PROJECT_ROOT, commit, make_project, sh, small_params, write_params
+from mlflow.tracking import MlflowClient
 
 from catsdogs.cli import main
 from catsdogs.report import compare_models, param_changes, render
@@ -191,9 +192,10 @@ def test_pr_report_with_a_remote_retrains_only_what_the_change_made_stale(
 
 @pytest.mark.slow
 def test_pr_report_without_a_remote_runs_the_profile_at_both_revisions(
-    tmp_path: Path, dataset_zip: Path, monkeypatch
+    tmp_path: Path, dataset_zip: Path, mlflow_server: str, monkeypatch
 ) -> None:
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    # The team's tracking server: a report's short-recipe runs must not reach it.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     params = two_models(small_params(dataset_zip, epochs=3))
     first, second = params["models"]
     repo = make_project(tmp_path / "repo", params)
@@ -214,10 +216,18 @@ def test_pr_report_without_a_remote_runs_the_profile_at_both_revisions(
     assert params_rows(report) == [[f"models.{first}.dropout", "0.2", "0.35"]]  # no profile keys
     [kept_base] = (tmp_path / "kept").glob(f"{base[:12]}-quick-*")
     trained = json.loads((kept_base / f"metrics/train/{first}.json").read_text())
-    assert trained["epochs"] == 1  # the profile's, not params.yaml's 3
+    history = pd.read_csv(kept_base / f"metrics/history/{first}.csv")
+    assert len(history) == 1  # the profile's epochs, not params.yaml's 3
     rows = table_rows(report)
     assert rows[first][1].startswith(f"{trained['val_accuracy']:.4f}")
     assert rows[second][9] == "unchanged" and rows[first][9] != "not comparable"
+
+    # The runs went to a store of their own, kept with the results; the server saw nothing.
+    server = MlflowClient(mlflow_server)
+    assert server.search_registered_models() == []
+    assert server.get_experiment_by_name("catsdogs") is None
+    kept_store = MlflowClient(f"sqlite:///{kept_base / 'mlflow.db'}")
+    assert kept_store.get_experiment_by_name("catsdogs") is not None
 
     again = pr_report(repo, "--base", base, "--profile", "quick", "--results-dir",
                       str(tmp_path / "kept"))
@@ -284,6 +294,21 @@ def test_report_says_when_the_two_revisions_trained_on_different_machines(repo: 
     assert result.exit_code == 0, result.output
     assert table_rows(result.output)[name][9] == "not comparable: made on different machines"
     assert "## Made on different machines" in result.output
+
+
+def test_report_is_on_the_checked_out_commit_unless_told_the_working_tree(repo: Path) -> None:
+    write_results(repo, dropout=0.4, val=0.8, test=0.75)  # a `dvc repro` not yet committed
+    name = next(iter(yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["models"]))
+    head = report(repo, "--base", "HEAD~1")
+    assert head.exit_code == 0, head.output
+    assert params_rows(head.output) == [[f"models.{name}.dropout", "0.2", "0.3"]]
+    assert head.output.startswith("# catsdogs: HEAD (")
+    tree = report(repo, "--base", "HEAD~1", "--working-tree")
+    assert tree.exit_code == 0, tree.output
+    assert params_rows(tree.output) == [[f"models.{name}.dropout", "0.2", "0.4"]]
+    assert tree.output.startswith("# catsdogs: working tree vs HEAD~1 (")
+    both = report(repo, "--base", "HEAD~1", "--head", "HEAD", "--working-tree")
+    assert both.exit_code == 2 and "give one" in both.output
 
 
 def test_report_says_when_nothing_changed(repo: Path) -> None:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import free_port, http_service, load_stage, small_params, write_params
+from conftest import load_stage, small_params, write_params
 from mlflow.tracking import MlflowClient
 
 from catsdogs import tracking
@@ -45,18 +43,6 @@ def test_flatten_params() -> None:
     assert tracking.flatten({"train": {"epochs": 3, "opt": {"lr": 0.1}}, "seed": 1}) == {
         "train.epochs": 3, "train.opt.lr": 0.1, "seed": 1,
     }
-
-
-@pytest.fixture()
-def mlflow_server(tmp_path: Path) -> Iterator[str]:
-    """A real `mlflow server` on 127.0.0.1 with a temporary sqlite store and artifact root."""
-    port = free_port()
-    uri = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-               "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-               "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"]
-    with http_service(command, uri + "/health", tmp_path / "server.log"):
-        yield uri
 
 
 def rest(server: str, path: str, body: dict | None = None, **query: str) -> dict:

@@ -1,7 +1,8 @@
 """The `catsdogs` command: user-facing tools beside the DVC stages.
 
 `catsdogs predict PATH...` classifies photos with a trained model folder (the output of
-`train@<model>`) and prints one line per image as a table, CSV or JSON lines.
+`train@<model>`), an MLflow model, or a model served by `mlflow models serve`, and prints
+one line per image as a table or CSV, or the verdicts as JSON (one array, or JSON Lines).
 `catsdogs evaluate PATH` scores a model on a labelled folder or archive, in any layout the
 pipeline reads.
 """
@@ -18,17 +19,37 @@ from typing import TYPE_CHECKING
 import click
 
 from catsdogs.data.images import DEFAULT_MAX_PIXELS
+from catsdogs.errors import UserError
 from catsdogs.stage_support import setup_logging
 
 if TYPE_CHECKING:
-    from catsdogs.predict import Skipped
+    import subprocess
+    from collections.abc import Iterable
+
+    from catsdogs.predict import Prediction, Skipped
 
 # Skipped files named one by one on stderr; beyond this many, counted by reason.
 SKIPS_NAMED = 20
+# The pipeline's best model by validation accuracy, written by the compare stage.
+CHAMPION_FILE = Path("metrics/champion.json")
 
 
-def _load_model(source: str):
-    """A Keras model from a model folder, a .keras file, or an MLflow models:/ or runs:/ URI."""
+def _champion_folder(champion_file: Path = CHAMPION_FILE) -> str:
+    """models/<name> of the model `champion_file` names: what --model means when not given."""
+    try:
+        name = json.loads(champion_file.read_text(encoding="utf-8"))["model"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise click.BadParameter(
+            f"no --model given and '{champion_file}' names no model ({error}); run this in the "
+            "project folder after `dvc repro` (or `dvc pull`), or give --model",
+            param_hint="--model") from error
+    return str(Path("models") / name)
+
+
+def _load_model(source: str | None):
+    """A Keras model from a model folder, a .keras file, or an MLflow models:/ or runs:/ URI;
+    None: the pipeline's best model (`_champion_folder`)."""
+    source = source or _champion_folder()
     if source.startswith(("models:/", "runs:/")):
         from catsdogs import tracking
 
@@ -51,52 +72,110 @@ def main() -> None:
     """catsdogs: a reproducible cats-vs-dogs classifier pipeline (DVC + Keras + MLflow)."""
 
 
+_MODEL_OPTION_HELP = ("A trained model folder (with model.keras), a .keras file, or an MLflow "
+                      "model URI such as models:/catsdogs@champion  [default: the pipeline's "
+                      "best model, models/<the model metrics/champion.json names>].")
+# Photos `predict` decodes and classifies at a time with a model loaded here. Served, the
+# pixels travel as JSON text (about 5 bytes each, 0.6 MB for a 224 px photo): smaller batches
+# keep each request near 10 MB.
+LOCAL_BATCH_SIZE = 64
+SERVER_BATCH_SIZE = 16
+
+
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--model", "model_source", default="models/m4_transfer", show_default=True,
-              help="A trained model folder (with model.keras), a .keras file, or an MLflow "
-                   "model URI such as models:/catsdogs@champion.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
-              show_default=True, help="Output: aligned table, CSV, or one JSON object per line.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
-              help="Images decoded and classified at a time (bounds memory).")
+@click.option("--model", "model_source", default=None,
+              help=_MODEL_OPTION_HELP)
+@click.option("--server", metavar="URL", default=None,
+              help="Send the photos to a model served by `mlflow models serve` at URL (e.g. "
+                   "http://127.0.0.1:5001) instead of loading --model here.")
+@click.option("--image-size", type=click.IntRange(min=1), default=None,
+              help="With --server: pixels a side the served model takes  [default: asked of "
+                   "the server].")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "jsonl"]),
+              default="table", show_default=True,
+              help="Output: aligned table; CSV; json: one JSON array of {path, label, "
+                   "probability_dog} objects (for `jq '.[]'`); jsonl: one such object per line, "
+                   "as each batch is classified.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Images decoded and classified at a time (bounds memory; with --server, one "
+                   f"request)  [default: {LOCAL_BATCH_SIZE}; {SERVER_BATCH_SIZE} with --server].")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS,
               show_default=True,
               help="Refuse images with more pixels than this, read from the file's header "
                    "before decoding (decompression bombs).")
-def predict(paths: tuple[Path, ...], model_source: str, fmt: str, batch_size: int,
-            max_pixels: int) -> None:
-    """Classify image files and folders (recursively) as cat or dog.
+def predict(paths: tuple[Path, ...], model_source: str | None, server: str | None,
+            image_size: int | None, fmt: str, batch_size: int | None, max_pixels: int) -> None:
+    """Classify image files and folders (recursively) as cat or dog, with a model loaded
+    here (--model) or served over HTTP (--server). Either way each photo is decoded as in
+    training, at the model's input size.
 
     Every file not classified is named on stderr with the reason (beyond 20, counted).
     """
     setup_logging()
-    model = _load_model(model_source)
+    from catsdogs.predict import classify, classify_with
 
-    from catsdogs.predict import Skipped, classify, skip_summary
+    if server is None:
+        if image_size is not None:
+            raise click.UsageError("--image-size is for --server: a model loaded here knows "
+                                   "its input size")
+        results = classify(_load_model(model_source), list(paths),
+                           batch_size=batch_size or LOCAL_BATCH_SIZE, max_pixels=max_pixels)
+    else:
+        if model_source is not None:
+            raise click.UsageError("--model and --server each name the model; give one")
+        from catsdogs.served import ServerError, ask_input_size, base_url, server_scorer
+
+        server = base_url(server)
+        try:
+            size = image_size or ask_input_size(server)
+        except ServerError as error:
+            raise click.ClickException(str(error)) from error
+        results = classify_with(server_scorer(server, size), size, list(paths),
+                                batch_size=batch_size or SERVER_BATCH_SIZE, max_pixels=max_pixels)
+    try:
+        count = _print_predictions(results, fmt)
+    except UserError as error:  # a server that stopped answering or refused a batch midway
+        raise click.ClickException(str(error)) from error
+    if count == 0:
+        raise click.ClickException(f"no readable image found in: {', '.join(map(str, paths))}")
+
+
+def _print_predictions(results: Iterable[Prediction | Skipped], fmt: str) -> int:
+    """Print each Prediction to stdout in `fmt`, as it comes, and each Skipped to stderr
+    (beyond SKIPS_NAMED, counted at the end); return how many were classified."""
+    from catsdogs.predict import Skipped, skip_summary
 
     writer = csv.writer(sys.stdout, lineterminator="\n") if fmt == "csv" else None
     if writer:
         writer.writerow(["path", "label", "probability_dog"])
+    if fmt == "json":  # the array is written as it fills: memory stays one batch
+        click.echo("[", nl=False)
     count = 0
     skipped: list[Skipped] = []
-    for result in classify(model, list(paths), batch_size=batch_size, max_pixels=max_pixels):
-        if isinstance(result, Skipped):
-            skipped.append(result)
-            if len(skipped) <= SKIPS_NAMED:  # as they come: a long run shows them early
-                click.echo(f"skipped {result.path}: {result.reason}", err=True)
-            continue
-        count += 1
-        if writer:
-            writer.writerow([result.path, result.label, result.probability_dog])
-        elif fmt == "json":
-            click.echo(json.dumps(result.__dict__))
-        else:
-            click.echo(f"{result.label:<4} {result.probability_dog:8.4f}  {result.path}")
+    try:
+        for result in results:
+            if isinstance(result, Skipped):
+                skipped.append(result)
+                if len(skipped) <= SKIPS_NAMED:  # as they come: a long run shows them early
+                    click.echo(f"skipped {result.path}: {result.reason}", err=True)
+                continue
+            count += 1
+            if writer:
+                writer.writerow([result.path, result.label, result.probability_dog])
+            elif fmt == "json":
+                click.echo(("\n  " if count == 1 else ",\n  ") + json.dumps(result.__dict__),
+                           nl=False)
+            elif fmt == "jsonl":
+                click.echo(json.dumps(result.__dict__))
+            else:
+                click.echo(f"{result.label:<4} {result.probability_dog:8.4f}  {result.path}")
+    finally:
+        if fmt == "json":
+            click.echo("\n]" if count else "]")
     for line in skip_summary(skipped, SKIPS_NAMED):
         click.echo(line, err=True)
-    if count == 0:
-        raise click.ClickException(f"no readable image found in: {', '.join(map(str, paths))}")
+    return count
 
 
 def _report_skipped(skipped: list[Skipped]) -> None:
@@ -111,9 +190,8 @@ def _report_skipped(skipped: list[Skipped]) -> None:
 
 @main.command()
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-@click.option("--model", "model_source", default="models/m4_transfer", show_default=True,
-              help="A trained model folder (with model.keras), a .keras file, or an MLflow "
-                   "model URI such as models:/catsdogs@champion.")
+@click.option("--model", "model_source", default=None,
+              help=_MODEL_OPTION_HELP)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
               show_default=True,
               help="table: the summary and the misclassified files; csv: one row per photo; "
@@ -127,7 +205,7 @@ def _report_skipped(skipped: list[Skipped]) -> None:
               help="Images decoded and classified at a time (bounds memory).")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS,
               show_default=True, help="Refuse images with more pixels than this.")
-def evaluate(path: Path, model_source: str, fmt: str, params_path: Path, batch_size: int,
+def evaluate(path: Path, model_source: str | None, fmt: str, params_path: Path, batch_size: int,
              max_pixels: int) -> None:
     """How good is a model on your photos? PATH is a folder, zip or tar of labelled photos
     in any layout the pipeline reads: the tutorial's train/ + validation/, a folder per class
@@ -139,7 +217,6 @@ def evaluate(path: Path, model_source: str, fmt: str, params_path: Path, batch_s
     from catsdogs.config import load_params, read_section
     from catsdogs.data.download import DownloadConfig
     from catsdogs.data.split import SplitConfig
-    from catsdogs.errors import UserError
 
     try:
         params = load_params(params_path) if params_path.is_file() else {}
@@ -201,6 +278,27 @@ def _write_report(
     return markdown
 
 
+def _stop_server(process: subprocess.Popen, timeout_s: float = 30) -> None:
+    """End `process` (mlflow ui) and all it started: SIGTERM, and where it is still there
+    after `timeout_s` (a busy machine, a hung worker), SIGKILL to it and its descendants."""
+    import subprocess
+
+    import psutil
+
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for child in psutil.Process(process.pid).children(recursive=True):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
+        process.kill()
+        process.wait()
+
+
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address mlflow ui binds to.")
 @click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True,
@@ -210,8 +308,10 @@ def _write_report(
 def ui(host: str, port: int, no_browser: bool, mlflow_options: tuple[str, ...]) -> None:
     """Open the project's MLflow runs: `mlflow ui` on the project's store (MLFLOW_TRACKING_URI,
     else mlflow.db at the project root), showing the catsdogs experiment's runs in the
-    model-training view. Options after the known ones go to `mlflow ui` as they are. With a
-    tracking server in MLFLOW_TRACKING_URI, only its address is printed and opened."""
+    model-training view with each run's validation and test accuracy as columns. Options after
+    the known ones go to `mlflow ui` as they are. With a tracking server in
+    MLFLOW_TRACKING_URI, only its address is printed and opened."""
+    import signal
     import subprocess
     import time
     import urllib.request
@@ -226,7 +326,9 @@ def ui(host: str, port: int, no_browser: bool, mlflow_options: tuple[str, ...]) 
         raise click.ClickException(str(error)) from error
     remote = uri.startswith(("http://", "https://"))
     server = uri if remote else f"http://{host}:{port}"
-    address = tracking.experiment_address(server, tracking.experiment_id())
+    experiment_id = tracking.experiment_id()
+    tracking.publish_runs_view(experiment_id)
+    address = tracking.experiment_address(server, experiment_id)
     if remote:
         click.echo(address)
         if not no_browser:
@@ -234,6 +336,9 @@ def ui(host: str, port: int, no_browser: bool, mlflow_options: tuple[str, ...]) 
         return
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host,
                "--port", str(port), *mlflow_options]
+    # `kill` (SIGTERM) stops this command as Ctrl-C does, through `finally` below: else
+    # mlflow ui and its workers would outlive it, still serving.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     process = subprocess.Popen(command)
     try:
         deadline = time.monotonic() + 120
@@ -255,9 +360,8 @@ def ui(host: str, port: int, no_browser: bool, mlflow_options: tuple[str, ...]) 
                 webbrowser.get().open(address)
         process.wait()
     finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=30)
+        _stop_server(process)
+        signal.signal(signal.SIGTERM, previous)
 
 
 @main.command()
@@ -285,32 +389,42 @@ _REPO = click.option("--repo", type=click.Path(file_okay=False, exists=True, pat
 
 @main.command()
 @click.option("--base", required=True, help="Revision to compare against, e.g. origin/main.")
-@click.option("--head", default=None, help="Revision to report on [default: the working tree].")
+@click.option("--head", default="HEAD", show_default=True,
+              help="Revision to report on: the checked-out commit unless given, as in pr-report.")
+@click.option("--working-tree", is_flag=True,
+              help="Report on the results in the working tree (e.g. a `dvc repro` not yet "
+                   "committed) instead of a revision's.")
 @_OUT
 @_REPO
-def report(base: str, head: str | None, out: Path, repo: Path) -> None:
-    """Compare the results committed at BASE with HEAD's (or the working tree's), as they are:
-    nothing is retrained. For a pull request, `catsdogs pr-report` makes them first."""
+@click.pass_context
+def report(ctx: click.Context, base: str, head: str, working_tree: bool, out: Path,
+           repo: Path) -> None:
+    """Compare the results committed at BASE with those at HEAD (or in the working tree), as
+    they are: nothing is retrained. For a pull request, `catsdogs pr-report` makes them first."""
     setup_logging()
     import yaml
 
     from catsdogs.results import read_results
     from catsdogs.revisions import RevisionError, check_revision, reader
 
+    if working_tree and ctx.get_parameter_source("head") is not click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("--head and --working-tree each name the results to report on; "
+                               "give one")
     try:
-        for rev in (base, head):
-            if rev:
-                check_revision(repo, rev)
+        base_commit = check_revision(repo, base)
+        head_commit = None if working_tree else check_revision(repo, head)
     except RevisionError as error:
         raise click.ClickException(str(error)) from error
-    sides = {rev: read_results(reader(repo, rev), []) for rev in (base, head)}
-    params = {rev: yaml.safe_load(reader(repo, rev)("params.yaml") or "") or {} for rev in sides}
+    reads = {"base": reader(repo, base_commit), "head": reader(repo, head_commit)}
+    params = {side: yaml.safe_load(read("params.yaml") or "") or {} for side, read in reads.items()}
+    head_name = "working tree" if head_commit is None else f"{head} ({head_commit[:12]})"
     markdown = _write_report(
-        title=f"catsdogs: {head or 'working tree'} vs {base}",
+        title=f"catsdogs: {head_name} vs {base} ({base_commit[:12]})",
         provenance=["Numbers: the results committed at each revision, as they are (nothing "
-                    "retrained)."],
-        base=sides[base], head=sides[head], base_params=params[base], head_params=params[head],
-        out=out,
+                    "retrained)." if head_commit else "Numbers: the results committed at the "
+                    "base and those in the working tree, as they are (nothing retrained)."],
+        base=read_results(reads["base"], []), head=read_results(reads["head"], []),
+        base_params=params["base"], head_params=params["head"], out=out,
     )
     click.echo(markdown)
 
@@ -318,7 +432,9 @@ def report(base: str, head: str | None, out: Path, repo: Path) -> None:
 @main.command("pr-report")
 @click.option("--base", required=True, help="The pull request's base, e.g. origin/main.")
 @click.option("--head", default="HEAD", show_default=True,
-              help="The pull request's head (the checked-out commit, for --profile committed).")
+              help="The pull request's head: the checked-out commit unless given, as in "
+                   "report (--profile committed takes only that one). Never the working tree: "
+                   "pr-report compares commits, and keeps results by commit.")
 @click.option("--profile", default="auto", show_default=True,
               help="How the numbers are made: `committed` (params.yaml as committed: pull from "
                    "the DVC remote, retrain what is stale), a profile of profiles.yaml run at "
@@ -339,7 +455,6 @@ def pr_report(base: str, head: str, profile: str, results_dir: Path, out: Path, 
     setup_logging()
     import yaml
 
-    from catsdogs.errors import UserError
     from catsdogs.profiles import PROFILES_FILE, describe, load_profiles
     from catsdogs.pull_request import made_as_committed, made_with_profile
     from catsdogs.results import read_results

@@ -1,15 +1,18 @@
 """The leaderboard: every model's validation and test numbers side by side, and the champion.
 
-Reads the metrics dicts written by the train and evaluate stages and the data facts (for
-the majority-class baseline and the number of validation images); returns DataFrames. Each
+Reads the metrics dicts written by the train and evaluate stages, each model's training
+record (epochs, timings, size: `training.training_record`) and the data facts (for the
+majority-class baseline and the number of validation images); returns DataFrames. Each
 accuracy carries its 95% Wilson interval. The champion is chosen by validation accuracy
 only: choosing by test accuracy would make the test set a second validation set and its
-number an optimistic one.
+number an optimistic one. `champion_decision` says whether a newly registered model takes
+the registry's champion alias or waits as the challenger.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -25,6 +28,9 @@ INTEGER_COLUMNS = ("rank", "epochs", "params")
 ACCURACY_COLUMNS = ("val_accuracy", "val_low", "val_high", "best_val_accuracy", "test_accuracy",
                     "test_low", "test_high", "test_roc_auc", "test_f1")
 CURVE_COLUMNS = ["model", "epoch", *EPOCH_METRICS]
+# The Model Registry's aliases: the model `predict` and serving use, and the best candidate
+# that did not beat it.
+CHAMPION, CHALLENGER = "champion", "challenger"
 
 
 def _interval(accuracy: float, total: int) -> tuple[float, float]:
@@ -35,11 +41,15 @@ def leaderboard(
     train: Mapping[str, Mapping[str, Any]],
     evaluation: Mapping[str, Mapping[str, Any]],
     data: Mapping[str, Any],
+    trained: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> pd.DataFrame:
     """One row per model that has both training and test metrics, plus the baseline row.
 
-    Sorted by validation accuracy, best first (ties: by name); the baseline comes last.
+    `trained` holds each model's training record, for the epochs, timing and size columns
+    (blank where a model has none). Sorted by validation accuracy, best first (ties: by
+    name); the baseline comes last.
     """
+    trained = trained or {}
     missing = sorted(set(train) ^ set(evaluation))
     if missing:
         raise ValueError(f"models with training but no test metrics, or the reverse: {missing}")
@@ -60,10 +70,10 @@ def leaderboard(
             **dict(zip(("test_low", "test_high"), _interval(test, test_total), strict=True)),
             "test_roc_auc": evaluation[name].get("roc_auc"),
             "test_f1": evaluation[name].get("f1"),
-            "epochs": train[name].get("epochs"),
-            "train_seconds": train[name].get("seconds"),
-            "images_per_second": train[name].get("images_per_second"),
-            "params": train[name].get("params", {}).get("total"),
+            "epochs": trained.get(name, {}).get("epochs"),
+            "train_seconds": trained.get(name, {}).get("seconds"),
+            "images_per_second": trained.get(name, {}).get("images_per_second"),
+            "params": trained.get(name, {}).get("params", {}).get("total"),
         })
     board = pd.DataFrame(rows).sort_values(["val_accuracy", "model"], ascending=[False, True])
     board.insert(0, "rank", range(1, len(board) + 1))
@@ -130,13 +140,49 @@ def leaderboard_markdown(board: pd.DataFrame) -> str:
     return shown.to_markdown(index=False, disable_numparse=True)
 
 
-def to_markdown(board: pd.DataFrame, champion_name: str, version: str | None) -> str:
-    """The leaderboard as a Markdown page, naming the champion and its registry version."""
-    registered = (f"registered as `catsdogs` version {version}, alias `champion`" if version
-                  else "not registered (its MLflow model is not in this tracking store)")
+@dataclass(frozen=True)
+class Standing:
+    """A registered model version's claim to the champion alias: its validation accuracy and
+    which validation photos it was measured on (`data.manifest.split_digest`)."""
+
+    version: str
+    val_accuracy: float | None
+    validation_data: str | None
+
+
+def champion_decision(candidate: Standing, incumbent: Standing | None, *,
+                      promote: bool = False) -> tuple[str, str]:
+    """(alias, reason): whether `candidate` takes the champion alias from `incumbent` or
+    waits as the challenger. Only a strictly better validation accuracy on the same
+    validation photos takes it (a tie keeps the incumbent); `promote` takes it on purpose."""
+    if promote:
+        replacing = f", replacing version {incumbent.version}" if incumbent else ""
+        return CHAMPION, f"promoted on purpose (--promote){replacing}"
+    if incumbent is None:
+        return CHAMPION, "there was no champion"
+    if incumbent.version == candidate.version:
+        return CHAMPION, "it is already the champion"
+    ours, theirs = candidate.validation_data, incumbent.validation_data
+    if ours is None or theirs is None or ours != theirs:
+        seen = f"{(theirs or 'unrecorded')[:12]} vs {(ours or 'unrecorded')[:12]}"
+        return CHALLENGER, (f"not comparable with the champion, version {incumbent.version}: "
+                            f"validated on other photos (validation set {seen}); promote it "
+                            "on purpose with `python stages/compare.py --promote`")
+    new, old = candidate.val_accuracy or 0.0, incumbent.val_accuracy or 0.0
+    if new > old:
+        return CHAMPION, (f"it beats the champion, version {incumbent.version}, on the same "
+                          f"validation photos: {new:.4f} > {old:.4f}")
+    return CHALLENGER, (f"it does not beat the champion, version {incumbent.version}, on the "
+                        f"same validation photos: {new:.4f} vs {old:.4f} (a tie keeps the "
+                        "champion)")
+
+
+def to_markdown(board: pd.DataFrame, champion_name: str, registry: str) -> str:
+    """The leaderboard as a Markdown page, naming the best model and what the registry did
+    with it (`registry`, a sentence)."""
     return (
         "# catsdogs leaderboard\n\n"
-        f"Champion by validation accuracy: **{champion_name}**, {registered}.\n\n"
+        f"Best by validation accuracy: **{champion_name}**. {registry}\n\n"
         + leaderboard_markdown(board)
         + "\n\nAccuracies with their 95% interval (Wilson) in brackets.\n"
     )

@@ -126,8 +126,9 @@ def build_transfer(
 ) -> keras.Model:
     """Transfer learning (M4): MobileNetV2 scaling, augmentation, its frozen base, a new head.
 
-    `weights` is "imagenet" (Keras downloads the checkpoint for the input size), "none"
-    (random), or a path to a no-top weights file.
+    `weights` is a path to a no-top weights file (the default recipe's: the one the
+    `pretrained` stage fetched), "imagenet" (Keras downloads the checkpoint for the input
+    size), or "none" (random).
     """
     base = keras.applications.MobileNetV2(
         input_shape=input_shape, include_top=False, weights=resolve_weights(weights),
@@ -146,8 +147,9 @@ def resolve_weights(weights: str) -> str | None:
     path = Path(weights).expanduser()
     if not path.is_file():
         raise ConfigError(
-            f"weights file '{weights}' does not exist; give a path to the base network's "
-            "no-top weights file (.h5), 'imagenet' to download them, or 'none'"
+            f"weights file '{weights}' does not exist; run `dvc repro pretrained` if it is "
+            "the pretrained stage's, or give a path to the base network's no-top weights "
+            "file (.h5), 'imagenet' to download them, or 'none'"
         )
     return str(path)
 

@@ -4,14 +4,16 @@ Reads image files and folders of them (recursively); yields a Prediction for eac
 classifies and a Skipped, with the reason, for each file it does not: a folder's files that
 are not images, unsupported formats, damaged files, files over the pixel limit. Each file is
 decoded by `images.read_image`, as in training, after its header passed the pixel limit, so
-memory stays bounded by one batch whatever a single file claims to be.
+memory stays bounded by one batch whatever a single file claims to be. The model is a Keras
+model in this process (`classify`) or any function from a batch of images to P(dog)
+(`classify_with`: a served model, `catsdogs.served`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +22,11 @@ import numpy as np
 from catsdogs.data.images import SUFFIXES, SUPPORTED, ImageRefused, read_image
 from catsdogs.data.manifest import LABELS, PROBABILITY_THRESHOLD
 from catsdogs.evaluation import sigmoid
-from catsdogs.serving import input_size, outputs_probability
 
 log = logging.getLogger(__name__)
+
+# A batch of uint8 RGB images (n, size, size, 3) in, the probability of dog per image out.
+Scorer = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -92,24 +96,45 @@ def _batches(
         yield paths, np.stack(images)
 
 
+def keras_scorer(model: object) -> Scorer:
+    """P(dog) from a Keras model taking raw RGB in [0, 255] and returning one logit per image
+    (as the train stage saves it) or one probability (as logged to MLflow)."""
+    # Imported here, not above: classify_with a served model then never starts TensorFlow.
+    from catsdogs.serving import outputs_probability
+
+    gives_probability = outputs_probability(model)
+
+    def score(images: np.ndarray) -> np.ndarray:
+        outputs = np.asarray(model.predict_on_batch(images.astype(np.float32)), dtype=np.float64).ravel()
+        return outputs if gives_probability else sigmoid(outputs)
+
+    return score
+
+
 def classify(
     model: object, paths: Sequence[Path], *, batch_size: int = 64, max_pixels: int
 ) -> Iterator[Prediction | Skipped]:
     """A Prediction per readable image under `paths`, a Skipped per other file, in order.
 
-    `model` is a Keras model taking raw RGB in [0, 255] and returning one logit per image
-    (as the train stage saves it) or one probability (as logged to MLflow); its input size
-    sets the resize. At most one batch of images is in memory.
+    `model` is a Keras model (see keras_scorer); its input size sets the resize. At most one
+    batch of images is in memory.
     """
-    size = input_size(model)
-    gives_probability = outputs_probability(model)
+    from catsdogs.serving import input_size
+
+    return classify_with(keras_scorer(model), input_size(model), paths, batch_size=batch_size,
+                         max_pixels=max_pixels)
+
+
+def classify_with(
+    score: Scorer, size: int, paths: Sequence[Path], *, batch_size: int, max_pixels: int
+) -> Iterator[Prediction | Skipped]:
+    """classify, with `score` giving P(dog) for a batch of images decoded at `size` pixels."""
     for item in _batches(iter_files(paths), size, batch_size, max_pixels):
         if isinstance(item, Skipped):
             yield item
             continue
         batch_paths, images = item
-        outputs = np.asarray(model.predict_on_batch(images.astype(np.float32)), dtype=np.float64).ravel()
-        probabilities = outputs if gives_probability else sigmoid(outputs)
+        probabilities = np.asarray(score(images), dtype=np.float64).ravel()
         for path, probability in zip(batch_paths, probabilities, strict=True):
             label = LABELS[int(probability > PROBABILITY_THRESHOLD)]
             yield Prediction(str(path), label, round(float(probability), 6))

@@ -8,6 +8,9 @@ Two ways to make them:
   revisions, each in a clone that shares the repository's DVC cache, so a stage the two share
   runs once (DVC's run cache). Results are kept in a folder by commit and profile, so the
   next push of a pull request reuses its base's.
+Either way the stages log to a store of their own (the repository's or the clone's
+mlflow.db, kept with the results), never to the tracking server MLFLOW_TRACKING_URI names:
+a report's runs, short-recipe models among them, must not reach the team's registry.
 Runs git and DVC (revisions.py); returns where the results can be read.
 """
 
@@ -34,8 +37,9 @@ from catsdogs.revisions import (
     reader,
 )
 
-# What a results folder keeps of a pipeline run: enough for results.read_results.
-KEPT = ("dvc.lock", "params.yaml", "metrics")
+# What a results folder keeps of a pipeline run: enough for results.read_results, and the
+# runs' own MLflow store (params, metrics, tags; their artifacts stay in the deleted clone).
+KEPT = ("dvc.lock", "params.yaml", "metrics", "mlflow.db")
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,8 @@ def made_as_committed(repo: Path) -> Made:
         raise RevisionError(f"the working tree has uncommitted changes ({', '.join(changes[:5])}); "
                             "commit or stash them: the report compares commits")
     dvc(repo, "pull", "--allow-missing")
-    return Made(reader(repo, None), tuple(ran_stages(dvc(repo, "repro", with_stderr=True))))
+    ran = ran_stages(dvc(repo, "repro", with_stderr=True, own_store=True))
+    return Made(reader(repo, None), tuple(ran))
 
 
 def made_with_profile(
@@ -77,7 +82,7 @@ def made_with_profile(
         params = yaml.safe_load(params_file.read_text(encoding="utf-8"))
         params_file.write_text(yaml.safe_dump(apply_profile(params, overrides), sort_keys=False),
                                encoding="utf-8")
-        ran = tuple(ran_stages(dvc(clone, "repro", with_stderr=True)))
+        ran = tuple(ran_stages(dvc(clone, "repro", with_stderr=True, own_store=True)))
         with atomic_dir(kept) as out:
             for name in KEPT:
                 source = clone / name

@@ -79,12 +79,15 @@ def clone_at(repo: Path, rev: str, dest: Path) -> Path:
     return dest
 
 
-def dvc(repo: Path, *args: str, with_stderr: bool = False) -> str:
+def dvc(repo: Path, *args: str, with_stderr: bool = False, own_store: bool = False) -> str:
     """Run `dvc ARGS` in `repo` with this interpreter's DVC; its stdout (and stderr after it,
-    with `with_stderr`)."""
+    with `with_stderr`). With `own_store`, the stages log to the repository's own MLflow
+    store (its mlflow.db), never to a tracking server MLFLOW_TRACKING_URI names."""
     # This interpreter's tools first on PATH: the stages' `python` must be the one that has
     # catsdogs, whatever shell DVC runs them in.
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    if own_store:
+        env.pop("MLFLOW_TRACKING_URI", None)
     return _run([sys.executable, "-m", "dvc", *args], repo, env=env, with_stderr=with_stderr)
 
 

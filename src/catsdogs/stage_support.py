@@ -53,6 +53,8 @@ params_option = click.option(
     type=click.Path(dir_okay=False),
     default="params.yaml",
     show_default=True,
-    help="Parameters file; the stage reads the sections it needs (train and compare read "
-         "several).",
+    # Which sections each stage reads is said once, in its module docstring, beside the code
+    # that reads them: a list here would be a second copy to drift.
+    help="Parameters file; the stage reads the sections named at the top of its file, "
+         "stages/<stage>.py (several, for all but download).",
 )

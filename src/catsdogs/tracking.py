@@ -21,6 +21,7 @@ than until the next stage starts.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -33,6 +34,7 @@ import urllib.request
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,6 +47,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
+from catsdogs.compare import CHAMPION, Standing, champion_decision
 from catsdogs.config import flatten
 from catsdogs.errors import UserError, interrupted
 from catsdogs.history import EPOCH_METRICS
@@ -56,8 +59,17 @@ T = TypeVar("T")
 EXPERIMENT = "catsdogs"
 # MLflow 3 opens an experiment in the view its kind names; untagged, in the GenAI view.
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+# The runs page `catsdogs ui` opens. MLflow 3.17 shows no metric column until the user picks
+# one (the pick lives in the browser); a view stored on the experiment, in the tag its own
+# "share view" writes, and named in the address, shows the accuracies on a first visit.
+RUNS_VIEW_KEY = "catsdogs"
+RUNS_VIEW_COLUMNS = ("attributes.`Models`", "metrics.`val_accuracy`", "metrics.`test_accuracy`")
 REGISTERED_MODEL = "catsdogs"
-CHAMPION_ALIAS = "champion"
+CHAMPION_ALIAS = CHAMPION
+# On a registered version: which validation photos its val_accuracy was measured on
+# (data.manifest.split_digest), and why it holds its alias.
+VALIDATION_DATA_TAG = "validation_data"
+ALIAS_REASON_TAG = "catsdogs.alias_reason"
 # Beside the model in models/<name>/: its training run, and its LoggedModel in that run.
 RUN_ID_FILE = "mlflow_run_id"
 MODEL_ID_FILE = "mlflow_model_id"
@@ -187,8 +199,19 @@ def experiment_address(server: str, experiment_id: str) -> str:
 
     MLflow 3.17 keeps the GenAI / model-training switch in the browser (this URL parameter,
     else local storage, GenAI by default): the experiment's kind tag alone does not pick it.
+    The view it names holds the columns (`publish_runs_view` stores it).
     """
-    return f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    return (f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs"
+            f"?workflowType=machine_learning&viewStateShareKey={RUNS_VIEW_KEY}")
+
+
+def publish_runs_view(experiment_id: str) -> None:
+    """Store the view `experiment_address` names on the experiment: its columns."""
+    tag = f"mlflow.sharedViewState.{RUNS_VIEW_KEY}"
+    value = json.dumps({"selectedColumns": list(RUNS_VIEW_COLUMNS)})
+    client = MlflowClient()
+    if client.get_experiment(experiment_id).tags.get(tag) != value:
+        _write(lambda: client.set_experiment_tag(experiment_id, tag, value))
 
 
 def experiment_id() -> str:
@@ -494,11 +517,31 @@ def read_ids(folder: Path) -> tuple[str | None, str | None]:
 
 # -- The registry -------------------------------------------------------------------------
 
-def register_champion(model_id: str | None, tags: Mapping[str, str]) -> str | None:
-    """Point `catsdogs@champion` at the LoggedModel `model_id`; return its version.
+@dataclass(frozen=True)
+class Registration:
+    """What `register_candidate` did: the model's registry version, the alias it now holds
+    (champion or challenger) and why."""
 
-    A model already registered keeps its version: no new version for an unchanged model,
-    and the alias moves only when the champion changed. A new version carries `tags`.
+    version: str
+    alias: str
+    reason: str
+
+
+def _standing(version: Any) -> Standing:
+    tags = version.tags or {}
+    score = tags.get("val_accuracy")
+    return Standing(str(version.version), float(score) if score else None,
+                    tags.get(VALIDATION_DATA_TAG))
+
+
+def register_candidate(model_id: str | None, tags: Mapping[str, str], *,
+                       promote: bool = False) -> Registration | None:
+    """Register the LoggedModel `model_id` as a version of `catsdogs` and give it the
+    champion alias if it beats the current champion (`compare.champion_decision`: better
+    validation accuracy on the same validation photos, from the `val_accuracy` and
+    VALIDATION_DATA_TAG tags), else the challenger alias. The reason is tagged on the version.
+
+    A model already registered keeps its version: no new version for an unchanged model.
     Returns None (with a warning) when the model is not in this store, e.g. models pulled
     from a DVC remote that were trained against another tracking server.
     """
@@ -511,18 +554,21 @@ def register_champion(model_id: str | None, tags: Mapping[str, str]) -> str | No
     existing = [v for v in client.search_model_versions(f"name='{REGISTERED_MODEL}'")
                 if model_id in (v.model_id, v.source.removeprefix("models:/"))]
     if existing:
-        version = str(existing[0].version)
+        registered = existing[0]
     else:
-        version = str(_write(lambda: mlflow.register_model(
-            source, REGISTERED_MODEL, tags=dict(tags))).version)
-        log.info("registered %s version %s", REGISTERED_MODEL, version)
+        registered = _write(lambda: mlflow.register_model(source, REGISTERED_MODEL, tags=dict(tags)))
+        log.info("registered %s version %s", REGISTERED_MODEL, registered.version)
+    version = str(registered.version)
     try:
-        current = str(client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION_ALIAS).version)
+        incumbent = client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION_ALIAS)
     except MlflowException:
-        current = None
-    if current != version:
-        _write(lambda: client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION_ALIAS, version))
-        log.info("%s@%s: version %s (was %s)", REGISTERED_MODEL, CHAMPION_ALIAS, version, current)
-    else:
-        log.info("%s@%s stays at version %s", REGISTERED_MODEL, CHAMPION_ALIAS, version)
-    return version
+        incumbent = None
+    candidate = Standing(version, float(tags["val_accuracy"]) if "val_accuracy" in tags else None,
+                         tags.get(VALIDATION_DATA_TAG))
+    alias, reason = champion_decision(candidate, _standing(incumbent) if incumbent else None,
+                                      promote=promote)
+    _write(lambda: client.set_registered_model_alias(REGISTERED_MODEL, alias, version))
+    _write(lambda: client.set_model_version_tag(REGISTERED_MODEL, version, ALIAS_REASON_TAG,
+                                                f"{alias}: {reason}"))
+    log.info("%s version %s is %s: %s", REGISTERED_MODEL, version, alias, reason)
+    return Registration(version, alias, reason)

@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from catsdogs.config import ConfigError
 from catsdogs.data.manifest import LOGIT_THRESHOLD, split_rows
-from catsdogs.data.pipeline import batches, decoded_images, fits_in_memory
+from catsdogs.data.pipeline import batches, decoded_images, disk_cache_for
 from catsdogs.history import EPOCH_METRICS, HISTORY_COLUMNS
 from catsdogs.models import count_params, unfreeze_top
 from catsdogs.precision import (
@@ -238,16 +238,11 @@ class FitResult:
     train_images: int
     seconds: float
 
-    def summary(self) -> dict[str, Any]:
-        """The numbers for metrics/train/<model>.json."""
+    def metrics(self) -> dict[str, Any]:
+        """The fit's numbers, metrics/train/<model>.json: the last epoch's and the best."""
         last = self.history.iloc[-1]
         best = self.history.loc[self.history["val_accuracy"].idxmax()]
-        # Epoch 1 pays for tracing the graphs (and M4's frozen features); later epochs show
-        # the steady state.
-        seconds = self.history["seconds"]
-        steady = seconds.iloc[1:] if len(seconds) > 1 else seconds
         return {
-            "epochs": len(self.history),
             "val_accuracy": float(last["val_accuracy"]),
             "val_loss": float(last["val_loss"]),
             "accuracy": float(last["accuracy"]),
@@ -255,6 +250,16 @@ class FitResult:
             "best_val_accuracy": float(best["val_accuracy"]),
             "best_val_loss": float(self.history["val_loss"].min()),
             "best_epoch": int(best["epoch"]),
+        }
+
+    def timings(self) -> dict[str, Any]:
+        """How long the fit took: epochs, seconds in all, per steady epoch, images/s."""
+        # Epoch 1 pays for tracing the graphs (and M4's frozen features); later epochs show
+        # the steady state.
+        seconds = self.history["seconds"]
+        steady = seconds.iloc[1:] if len(seconds) > 1 else seconds
+        return {
+            "epochs": len(self.history),
             "seconds": round(self.seconds, 3),
             "seconds_per_epoch": round(float(steady.mean()), 3),
             # Over whole epochs, validation included: what a user waits for, not the step's
@@ -433,12 +438,8 @@ def train_model(
              "replica(s)", job.name, len(train_rows), len(val_rows), config.image_size,
              config.batch_size, config.precision, type(strategy).__name__,
              strategy.num_replicas_in_sync)
-    in_memory = fits_in_memory(len(train_rows) + len(val_rows), config.image_size,
-                               config.memory_budget_mb)
-    cache_dir = None if in_memory else Path(config.cache_dir)
-    if not in_memory:
-        log.info("the decoded photos exceed train.memory_budget_mb (%s MB): reading them from "
-                 "the disk cache in %s", config.memory_budget_mb, cache_dir)
+    cache_dir = disk_cache_for(len(train_rows) + len(val_rows), config.image_size,
+                               config.memory_budget_mb, config.cache_dir)
     stores = {split: decoded_images(rows, images_dir, image_size=config.image_size,
                                     cache_dir=cache_dir)
               for split, rows in (("train", train_rows), ("validation", val_rows))}
@@ -465,8 +466,9 @@ def train_model(
     return with_precision(model, "float32"), result
 
 
-def train_metrics(job: TrainingJob, model: keras.Model, result: FitResult) -> dict[str, Any]:
-    """The numbers of metrics/train/<model>.json: the fit's summary, the model's size, and
-    the settings that shaped the figures (image size, batch size, precision)."""
-    return {**result.summary(), "params": count_params(model), "image_size": job.config.image_size,
-            "batch_size": job.config.batch_size, "precision": job.config.precision}
+def training_record(job: TrainingJob, model: keras.Model, result: FitResult) -> dict[str, Any]:
+    """How a model was trained, beside it in its folder (`TRAINING_FILE`): the settings that
+    shaped its numbers (image size, batch size, precision), its size and the fit's timings.
+    Not metrics: DVC diffs metrics/train/<model>.json, which holds only what the fit scored."""
+    return {"image_size": job.config.image_size, "batch_size": job.config.batch_size,
+            "precision": job.config.precision, "params": count_params(model), **result.timings()}

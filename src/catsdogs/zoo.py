@@ -128,8 +128,6 @@ def model_spec(models: Mapping[str, Any], name: str) -> ModelSpec:
             f"{', '.join(ARCHITECTURES)}"
         )
     settings = check_settings(entry, keyword_hints(ARCHITECTURES[arch]), where)
-    if "weights" in settings:
-        resolve_weights(settings["weights"])  # a missing file fails before any training
     return ModelSpec(name=name, arch=arch, settings=settings, optimizer=optimizer,
                      overrides=overrides)
 
@@ -191,6 +189,17 @@ def training_job(params: Mapping[str, Any], name: str) -> TrainingJob:
         return TrainingJob(name=name, config=config, optimizer=spec.optimizer, seed=seed,
                            entry=finetune[name], finetune=spec)
     spec = model_spec(section(params, "models"), name)
+    pretrained = params.get("pretrained")
+    if isinstance(pretrained, Mapping) and spec.arch not in pretrained:
+        # Its train stage depends on data/pretrained/<arch>/, which the pretrained stage
+        # writes only for the architectures that section names.
+        raise ConfigError(f"models.{name}.arch '{spec.arch}' has no entry in 'pretrained'; add "
+                          f"pretrained.{spec.arch}: none (random initial weights) or "
+                          "{url: ..., sha256: ...}")
+    if "weights" in spec.settings:
+        # A missing file fails before any training. Not when params are only read (for a
+        # digest, a report): the pretrained stage may not have run there.
+        resolve_weights(spec.settings["weights"])
     return TrainingJob(name=name, config=spec.train_config(train), optimizer=spec.optimizer,
                        seed=seed, entry=params["models"][name], model=spec)
 

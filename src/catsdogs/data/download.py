@@ -86,7 +86,7 @@ class DownloadConfig:
     """
 
     url: Mirrors | dict[str, Mirrors]
-    sha256: str | None | dict[str, str | None] = None
+    sha256: str | dict[str, str | None] | None = None
     timeout_s: Annotated[float, Range(0, low_open=True)] = 30.0
     retries: Annotated[int, Range(0)] = 3
     backoff_s: Annotated[float, Range(0)] = 1.0
@@ -141,9 +141,32 @@ class Fetched:
     local_folder: Path | None = None
 
     def record(self) -> dict[str, object]:
-        """The facts metrics/download.json keeps about this source."""
-        return {"name": self.name, "folder": self.name or ".", "source": self.source,
+        """The facts metrics/download.json keeps about this source: `folder` (where the split
+        stage finds it), `source` as recorded_source words it, whether it was `local`, its
+        kind, sha256 and size."""
+        return {"name": self.name, "folder": self.name or ".",
+                "source": recorded_source(self.source),
+                "local": _local_path(self.source) is not None,
                 "kind": self.kind, "sha256": self.sha256, "size_bytes": self.size}
+
+
+def recorded_source(source: str) -> str:
+    """A source as the committed record keeps it: a local path or file:// URL by its file or
+    folder name alone, a URL without any user name or password in it.
+
+    The record is committed and read on other machines, where this machine's folders mean
+    nothing and should not be shown; the sha256 beside it says which file it was.
+    """
+    local = _local_path(source)
+    if local is not None:
+        return local.name or str(local)  # a root folder ("/") has no name
+    parsed = urllib.parse.urlsplit(source)
+    if parsed.username is None and parsed.password is None:
+        return source
+    host = parsed.hostname or ""
+    host = f"[{host}]" if ":" in host else host  # an IPv6 address keeps its brackets
+    netloc = f"{host}:{parsed.port}" if parsed.port is not None else host
+    return urllib.parse.urlunsplit(parsed._replace(netloc=netloc))
 
 
 def _local_path(source: str) -> Path | None:
@@ -246,16 +269,18 @@ def fetch(
     retries: int = 3,
     backoff_s: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
+    what: str = "the data set",
+    hint: str = OFFLINE_HINT,
 ) -> Fetched:
     """Fetch the first source that works into `dest`, hashing it on the way.
 
     A local folder is not copied here: it is returned as `local_folder`, for `unpack`.
     Remote sources are retried with exponential backoff on connection errors, timeouts and
     5xx answers; a 4xx answer moves straight on to the next source. Raises DownloadError
-    naming every source that failed and how to use a local copy.
+    naming every source that failed and how to use a local copy (`hint`).
     """
     if not sources:
-        raise DownloadError("no download source given; " + OFFLINE_HINT)
+        raise DownloadError("no download source given; " + hint)
     failures = []
     for source in sources:
         try:
@@ -269,9 +294,7 @@ def fetch(
             continue
         log.info("fetched %s: %s bytes, sha256 %s", source, f"{size:,}", digest)
         return Fetched(source=source, sha256=digest, size=size)
-    raise DownloadError(
-        "could not fetch the data set from:\n" + "\n".join(failures) + "\n" + OFFLINE_HINT
-    )
+    raise DownloadError(f"could not fetch {what} from:\n" + "\n".join(failures) + "\n" + hint)
 
 
 def _check_name(name: str) -> None:
@@ -377,7 +400,7 @@ def extract_tar(archive: Path, out_dir: Path, *, max_files: int, max_bytes: int)
     """Extract a tar (plain or gzip, bzip2, xz compressed) into `out_dir` atomically, with
     the guards of `extract`; links, devices and fifos are refused by name."""
     try:
-        tf = tarfile.open(archive, "r:*")
+        tf = tarfile.open(archive, "r:*")  # noqa: SIM115 - closed by the `with` below, once open
     except (tarfile.TarError, EOFError, OSError) as error:
         raise UnsafeArchiveError(f"'{archive}' is not a readable tar archive ({error})") from error
     with tf:

@@ -8,6 +8,7 @@ training's accuracy, evaluation, the predictions table and `catsdogs predict` al
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -59,3 +60,13 @@ def split_rows(manifest: pd.DataFrame, split: str) -> pd.DataFrame:
     if rows.empty:
         raise ManifestError(f"the manifest has no '{split}' images")
     return rows
+
+
+def split_digest(manifest: pd.DataFrame, split: str) -> str:
+    """A sha256 of one split's photos (their paths, labels and contents, in path order):
+    equal for two manifests exactly when that split holds the same labelled photos, whatever
+    changed in the others. Two models' validation accuracies compare only under one digest."""
+    rows = split_rows(manifest, split).sort_values("path")
+    lines = [f"{p}\t{label}\t{sha}" for p, label, sha in
+             zip(rows["path"], rows["label"], rows["sha256"], strict=True)]
+    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()

@@ -10,6 +10,8 @@ and excludes a group whose photos carry different labels.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from PIL import Image
 
@@ -45,7 +47,7 @@ def near_pairs(hashes: list[str], max_bits: int) -> list[tuple[int, int]]:
     blocks = max_bits + 1
     edges = np.linspace(0, 64, blocks + 1).astype(int)
     found: set[tuple[int, int]] = set()
-    for low, high in zip(edges[:-1], edges[1:], strict=True):
+    for low, high in itertools.pairwise(edges):
         mask = np.uint64((1 << int(high - low)) - 1)
         keys = (values >> np.uint64(low)) & mask
         order = np.argsort(keys, kind="stable")

@@ -74,7 +74,8 @@ def ordered_map(function: Callable[[T], R], items: Iterable[T], *, label: str,
     results: list[R] = []
     pool = _pool(len(items) if weight is None else total)
     try:
-        for item, result in zip(items, pool.map(function, items, chunksize=1 if weight else CHUNK), strict=True):
+        chunksize = 1 if weight else CHUNK
+        for item, result in zip(items, pool.map(function, items, chunksize=chunksize), strict=True):
             results.append(result)
             if bar is not None:
                 bar.update(weight(item) if weight else 1)

@@ -150,6 +150,17 @@ def fits_in_memory(count: int, image_size: int, memory_budget_mb: float) -> bool
     return decoded_bytes(count, image_size) <= memory_budget_mb * 2**20
 
 
+def disk_cache_for(count: int, image_size: int, memory_budget_mb: float,
+                   cache_dir: str | Path) -> Path | None:
+    """Where `count` photos decoded at `image_size` px are kept: None (in memory) while they
+    fit `memory_budget_mb`, else the disk cache folder `cache_dir` (said in the log)."""
+    if fits_in_memory(count, image_size, memory_budget_mb):
+        return None
+    log.info("%d decoded photos at %d px exceed train.memory_budget_mb (%s MB): reading them "
+             "from the disk cache in %s", count, image_size, memory_budget_mb, cache_dir)
+    return Path(cache_dir)
+
+
 def decoded_images(rows: pd.DataFrame, images_dir: Path, *, image_size: int,
                    cache_dir: Path | None = None) -> DecodedImages:
     """The photos of `rows`, decoded: in memory, or with `cache_dir` in the disk cache there

@@ -37,8 +37,8 @@ from catsdogs.config import Range
 from catsdogs.data.images import DEFAULT_MAX_PIXELS, ImageRefused, read_file_bytes, read_image
 from catsdogs.data.layouts import DEFAULT_CLASS_NAMES, Layout, LayoutError, read_layout
 from catsdogs.data.manifest import LABELS, MANIFEST_COLUMNS, SOURCE_SPLITS, SPLITS
-from catsdogs.data.parallel import ordered_map
 from catsdogs.data.near_duplicates import DEFAULT_MAX_BITS, groups, near_pairs, perceptual_hash
+from catsdogs.data.parallel import ordered_map
 from catsdogs.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -284,21 +284,21 @@ def data_metrics(result: SplitResult) -> dict[str, Any]:
     for split in SPLITS:
         labels = manifest.loc[manifest["split"] == split, "label"]
         counts = {label: int((labels == label).sum()) for label in LABELS}
-        total = int(len(labels))
+        total = len(labels)
         metrics["splits"][split] = {
             "count": counts,
             "total": total,
             "baseline_accuracy": round(max(counts.values()) / total, 6) if total else 0.0,
         }
     metrics["sources"] = result.sources
-    metrics["excluded"] = int(len(result.excluded))
+    metrics["excluded"] = len(result.excluded)
     metrics["excluded_by_kind"] = {str(k): int(v) for k, v in
                                    result.excluded["kind"].value_counts().sort_index().items()}
     dupes = result.duplicates
     kept = dupes[dupes["split"] != EXCLUDED]
     metrics["duplicates"] = {
         "groups": int(dupes["group"].nunique()),
-        "photos_in_groups": int(len(dupes)),
+        "photos_in_groups": len(dupes),
         "identical_copies": int(len(dupes) - dupes.drop_duplicates(["group", "sha256"]).shape[0]),
         "label_conflict_groups": int(dupes.loc[dupes["split"] == EXCLUDED, "group"].nunique()),
     }
