@@ -94,6 +94,16 @@ def job_params(params: dict, name: str, *, seed: int, epochs: int, precision: st
     return params
 
 
+def photos_and_split(data: Path, tmp: Path) -> tuple[Path, pd.DataFrame]:
+    """The data set's folder (a zip is extracted into `tmp`) and its tutorial split."""
+    images = data
+    if zipfile.is_zipfile(data):
+        images = tmp
+        with zipfile.ZipFile(data) as zf:
+            zf.extractall(images)
+    return images, build_manifest(images, test_every=5, strict=False).manifest
+
+
 def validation_folder(images: Path, manifest: pd.DataFrame, into: Path) -> Path:
     """A folder of links to the validation split's photos, one subfolder per class.
 
@@ -329,13 +339,8 @@ def main() -> None:
         if "weights" in entry:
             entry["weights"] = args.weights
     with tempfile.TemporaryDirectory() as tmp:
-        images = args.data
-        if zipfile.is_zipfile(args.data):
-            images = Path(tmp)
-            with zipfile.ZipFile(args.data) as zf:
-                zf.extractall(images)
+        images, manifest = photos_and_split(args.data, Path(tmp))
         root = find_dataset_root(images)
-        manifest = build_manifest(images, test_every=5, strict=False).manifest
         results: dict = {"machine": {"cpus": os.cpu_count(), "tensorflow": tf.__version__},
                          "precision": args.precision}
         if args.models:
