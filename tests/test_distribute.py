@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -68,15 +69,34 @@ def test_two_workers_train_m1_to_the_end(prepared: Path, tmp_path: Path) -> None
     name = next(iter(yaml.safe_load((prepared / "params.yaml").read_text())["models"]))
     args = ["--model", name, "--out", f"models/{name}", "--metrics", f"metrics/train/{name}.json",
             "--history", f"metrics/history/{name}.csv", "--figures", f"plots/train/{name}"]
+    # Each worker writes to a file, not a pipe: a pipe nobody reads yet (the second worker's,
+    # while the test waits on the first) fills up and stalls that worker, and with it the
+    # other one, which waits for it in every all-reduce.
+    logs = [tmp_path / f"worker{index}.log" for index in range(2)]
     procs = []
     for index, cwd in enumerate((prepared, worker)):
         env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster,
                                                       "task": {"type": "worker", "index": index}})}
-        procs.append(subprocess.Popen([sys.executable, str(PROJECT_ROOT / "stages/train.py"), *args],
-                                      cwd=cwd, env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True))
-    outputs = [p.communicate(timeout=400)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-2000:] for o in outputs)
+        with open(logs[index], "w") as log:
+            procs.append(subprocess.Popen(
+                [sys.executable, str(PROJECT_ROOT / "stages/train.py"), *args],
+                cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True))
+    deadline = time.monotonic() + 400  # one deadline for both; a stuck pair is killed together
+    finished = True
+    try:
+        for proc in procs:
+            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        finished = False
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    outputs = [log.read_text() for log in logs]
+    tails = "\n".join(f"--- worker {i}:\n{o[-2000:]}" for i, o in enumerate(outputs))
+    assert finished, f"the two workers did not finish within 400 s:\n{tails}"
+    assert [p.returncode for p in procs] == [0, 0], tails
     assert "CollectiveAllReduceStrategy over 2 replica(s)" in outputs[0]
     metrics = json.loads((prepared / f"metrics/train/{name}.json").read_text())
     assert 0.0 <= metrics["val_accuracy"] <= 1.0
