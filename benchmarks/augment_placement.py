@@ -4,8 +4,10 @@ Trains M2 on the real training photos with its RandomFlip + RandomRotation place
 
 - `model`: layers inside the model, as params.yaml builds it: they run in the training step,
   batch-wise (one transform op per batch, a random angle per photo);
-- `pipeline`: the same layers mapped over each *batch* in tf.data (parallel, prefetched), so
-  they can overlap the training step; the model has no augmentation layers;
+- `pipeline`: the same layers mapped over each *batch* in tf.data, so they can overlap the
+  training step (in parallel and prefetched only with --nondeterministic: TensorFlow's op
+  determinism, which the train stage turns on, runs a stateful map serially); the model has
+  no augmentation layers;
 - `per_image`: the same layers mapped over each *photo* in tf.data before batching;
 - `none`: no augmentation at all (M1's model), the floor: what augmentation costs is the
   difference.
@@ -69,11 +71,20 @@ def train_dataset(store, labels: np.ndarray, arm: str, settings: dict, batch_siz
 
 
 def run_arm(params: dict, name: str, arm: str, precision: str, store, labels, epochs: int,
-            seed: int) -> list[float]:
-    """Seconds of each epoch of M2's training in one placement and precision."""
+            seed: int, deterministic: bool = True) -> list[float]:
+    """Seconds of each epoch of M2's training in one placement and precision.
+
+    `deterministic` trains as the train stage does, with TensorFlow's op determinism, under
+    which tf.data runs a map with stateful ops (Keras' random layers) serially and without
+    prefetch; without it tf.data maps in parallel and prefetches, and the run is seeded but
+    not repeatable.
+    """
     job = training_job(params, name)
     settings = dict(job.model.settings)
-    set_determinism(seed)
+    if deterministic:
+        set_determinism(seed)
+    else:
+        keras.utils.set_random_seed(seed)
     build = dict(settings)
     if arm != "model":
         build.update(flip="none", rotation=0.0)
@@ -127,6 +138,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--precision", default=None, help="Also this policy, e.g. mixed_bfloat16.")
     parser.add_argument("--arms", nargs="*", default=list(ARMS), choices=ARMS)
+    parser.add_argument("--nondeterministic", action="store_true",
+                        help="Without op determinism, so tf.data maps in parallel and prefetches.")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -140,6 +153,7 @@ def main() -> None:
 
         settings = dict(job.model.settings)
         results: dict = {"model": args.model, "train_photos": len(rows),
+                         "op_determinism": not args.nondeterministic,
                          "augmentation_alone": augmentation_alone(settings, store,
                                                                   job.config.batch_size)}
         print(f"augmentation alone, one batch of {job.config.batch_size}: "
@@ -151,7 +165,7 @@ def main() -> None:
             shift = repeat % len(order)
             for arm, precision in order[shift:] + order[:shift]:
                 seconds = run_arm(params, args.model, arm, precision, store, labels, args.epochs,
-                                  seed=42 + repeat)
+                                  seed=42 + repeat, deterministic=not args.nondeterministic)
                 runs.setdefault(f"{arm} {precision}", []).extend(seconds[1:])
                 print(f"  {arm} {precision}: epochs {', '.join(f'{s:.1f}' for s in seconds)} s",
                       file=sys.stderr, flush=True)
