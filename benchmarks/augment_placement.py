@@ -33,7 +33,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-from train_speed import photos_and_split  # benchmarks/, the script's own folder
+from train_speed import EpochClock, photos_and_split  # benchmarks/, the script's own folder
 
 from catsdogs.config import load_params
 from catsdogs.data.pipeline import batches, decoded_images
@@ -46,11 +46,15 @@ ROOT = Path(__file__).resolve().parents[1]
 ARMS = ("model", "pipeline", "per_image", "none")
 
 
+def augmentation_layers(settings: dict) -> tuple[keras.layers.Layer, keras.layers.Layer]:
+    """The zoo entry's RandomFlip and RandomRotation alone, float32 as the models build them."""
+    return (keras.layers.RandomFlip(settings["flip"], dtype="float32"),
+            keras.layers.RandomRotation(settings["rotation"], dtype="float32"))
+
+
 def augmentation(settings: dict):
-    """The zoo entry's augmentation layers alone, float32 as the models build them: a
-    function of a batch or of one photo."""
-    flip = keras.layers.RandomFlip(settings["flip"], dtype="float32")
-    rotation = keras.layers.RandomRotation(settings["rotation"], dtype="float32")
+    """Both augmentation layers in the model's order: a function of a batch or of one photo."""
+    flip, rotation = augmentation_layers(settings)
     return lambda x, training: rotation(flip(x, training=training), training=training)
 
 
@@ -91,24 +95,15 @@ def run_arm(params: dict, name: str, arm: str, precision: str, store, labels, ep
     model = ARCHITECTURES[job.model.arch](job.input_shape, **build)
     model = compile_model(with_precision(model, precision), job.optimizer)
     data = train_dataset(store, labels, arm, settings, job.config.batch_size, seed)
-    seconds: list[float] = []
-
-    class Clock(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            seconds.append(time.perf_counter() - self.start)
-
-    model.fit(data, epochs=epochs, callbacks=[Clock()], verbose=0)
-    return seconds
+    clock = EpochClock()
+    model.fit(data, epochs=epochs, callbacks=[clock], verbose=0)
+    return clock.seconds
 
 
 def augmentation_alone(settings: dict, store, batch_size: int, rounds: int = 20) -> dict:
     """Milliseconds to augment one batch: flip and rotation as one batched op each, each
     alone, and both photo by photo."""
-    flip = keras.layers.RandomFlip(settings["flip"], dtype="float32")
-    rotation = keras.layers.RandomRotation(settings["rotation"], dtype="float32")
+    flip, rotation = augmentation_layers(settings)
     augment = augmentation(settings)
     batch = tf.cast(store.take(np.arange(batch_size)), tf.float32)
     functions = {
