@@ -198,6 +198,14 @@ def write_params(path: Path, params: dict) -> Path:
     return path
 
 
+def write_zoo(repo: Path, params: dict) -> Path:
+    """params.yaml and, as `catsdogs zoo-stages` writes it, the stage list dvc.yaml follows."""
+    from catsdogs.zoo_stages import ZOO_STAGES_FILE, render
+
+    (repo / ZOO_STAGES_FILE).write_text(render(params))
+    return write_params(repo / "params.yaml", params)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     import socket
@@ -281,7 +289,7 @@ def make_project(repo: Path, params: dict) -> Path:
     for folder in ("stages", "src"):
         shutil.copytree(PROJECT_ROOT / folder, repo / folder,
                         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    write_params(repo / "params.yaml", params)
+    write_zoo(repo, params)
     sh(repo, "git", "init", "-q")
     sh(repo, "dvc", "init", "-q")
     shutil.copytree(PROJECT_ROOT / ".dvc/plots", repo / ".dvc/plots")  # the plot templates

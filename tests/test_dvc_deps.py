@@ -1,18 +1,28 @@
-"""dvc.yaml's deps are held to the code: each stage depends on every module its script runs.
+"""dvc.yaml's deps are held to the code: each stage depends on every module its script runs,
+and each train stage on the settings its model uses.
 
 A stage whose deps miss a module it imports is not re-run when that module changes, and its
 cached results silently go stale. The imports are read from the source (ast), transitively,
-so the test needs no TensorFlow. The import graph must also stay one-way.
+so the test needs no TensorFlow. The import graph must also stay one-way. A train stage's
+params are the `train` defaults its zoo entry inherits and its own entry, no more (a changed
+default another entry overrides retrains nothing of it) and no less.
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, project_params, sh, tool_env, write_params
+
+from catsdogs.train_config import ENTRY_TRAIN_KEYS, FINETUNE_TRAIN_KEYS
+from catsdogs.zoo_stages import ZOO_STAGES_FILE, render
 
 SRC = PROJECT_ROOT / "src"
 # Modules that cannot change a stage's outputs, so a change to them need not re-run it.
@@ -123,3 +133,98 @@ def test_the_import_graph_has_no_cycles() -> None:
                 reachable.add(file)
                 todo.extend(graph.get(file, ()))
         assert start not in reachable, f"{start.name} imports a module that imports it back"
+
+
+# -- each train stage's params: the settings its model uses -----------------------------------
+
+
+def expected_params(params: dict) -> dict[str, set[str]]:
+    """Per training stage, the params keys that decide its model, worked out from the zoo
+    here (not from stages/zoo.yaml): the seed, the strategy, each `train` default the entry
+    does not set itself, its entry, and for a fine-tune its parent's entry and image size."""
+    expected = {}
+    for name, entry in params["models"].items():
+        inherited = {f"train.{key}" for key in ENTRY_TRAIN_KEYS if key not in entry}
+        expected[f"train@{name}"] = {"seed", "train.strategy", f"models.{name}"} | inherited
+    for name, entry in (params.get("finetune") or {}).items():
+        parent = entry["init_from"]
+        inherited = {f"train.{key}" for key in FINETUNE_TRAIN_KEYS if key not in entry}
+        if "image_size" not in params["models"][parent]:
+            inherited.add("train.image_size")
+        expected[f"finetune@{name}"] = {"seed", "train.strategy", f"models.{parent}",
+                                        f"finetune.{name}"} | inherited
+    return expected
+
+
+def resolved_params(root: Path) -> dict[str, set[str]]:
+    """Per train / finetune stage of dvc.yaml in `root`, the params keys DVC resolves."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return {stage.name: {key for dep in stage.deps if hasattr(dep, "params")
+                                   for key in dep.params}
+                for stage in repo.index.stages
+                if stage.name.startswith(("train@", "finetune@"))}
+
+
+def test_the_zoo_stages_file_is_the_one_params_yaml_makes() -> None:
+    committed = (PROJECT_ROOT / ZOO_STAGES_FILE).read_text()
+    assert committed == render(project_params()), (
+        f"{ZOO_STAGES_FILE} does not match the zoo in params.yaml: run `catsdogs zoo-stages`")
+
+
+def test_each_train_stage_depends_on_the_settings_its_model_uses() -> None:
+    expected = expected_params(project_params())
+    assert resolved_params(PROJECT_ROOT) == expected
+    # The zoo as committed has entries of each kind: some inherit epochs, some set their own.
+    epochs_from_train = {s for s, keys in expected.items() if "train.epochs" in keys}
+    assert epochs_from_train and epochs_from_train != set(expected)
+
+
+def test_a_zoo_of_other_overrides_gets_other_params(tmp_path: Path) -> None:
+    params = project_params()
+    first, second = list(params["models"])[:2]
+    params["models"][first]["batch_size"] = 16   # its own batch size now
+    params["models"][second].pop("epochs", None)
+    params["models"][second]["image_size"] = 96
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(PROJECT_ROOT / name, tmp_path / name)
+    (tmp_path / "stages").mkdir()
+    (tmp_path / ZOO_STAGES_FILE).write_text(render(params))
+    write_params(tmp_path / "params.yaml", params)
+    sh(tmp_path, "git", "init", "-q")
+    sh(tmp_path, "dvc", "init", "-q")
+    resolved = resolved_params(tmp_path)
+    assert "train.batch_size" not in resolved[f"train@{first}"]
+    assert {"train.epochs", "train.batch_size"} <= resolved[f"train@{second}"]
+    assert "train.image_size" not in resolved[f"train@{second}"]
+    assert resolved == expected_params(params)
+
+
+def changed_params(root: Path) -> set[str]:
+    result = subprocess.run(["dvc", "status", "--json"], cwd=root, env=tool_env(),
+                            capture_output=True, text=True, check=True)
+    # A changed param is listed among the changed deps, under its params file.
+    return {stage for stage, entries in json.loads(result.stdout or "{}").items()
+            for entry in entries if isinstance(entry, dict)
+            and "params.yaml" in entry.get("changed deps", {})}
+
+
+@pytest.mark.parametrize("setting", ["train.epochs=5", "train.batch_size=16"])
+def test_a_changed_default_makes_stale_only_the_models_that_inherit_it(
+        tmp_path: Path, setting: str) -> None:
+    # The committed dvc.lock against params.yaml with one default changed, as `dvc exp run -S`
+    # writes it: which stages' params changed, beyond any the branch already changed.
+    for name in ("dvc.yaml", "dvc.lock", "params.yaml", ".dvcignore"):
+        shutil.copy(PROJECT_ROOT / name, tmp_path / name)
+    shutil.copytree(PROJECT_ROOT / "stages", tmp_path / "stages")
+    sh(tmp_path, "git", "init", "-q")
+    sh(tmp_path, "dvc", "init", "-q")
+    before = changed_params(tmp_path)
+    key, value = setting.split("=")
+    params = project_params()
+    params["train"][key.split(".")[1]] = int(value)
+    write_params(tmp_path / "params.yaml", params)
+    inheriting = {stage for stage, keys in expected_params(params).items() if key in keys}
+    assert inheriting
+    assert changed_params(tmp_path) - before == (inheriting | {"compare"}) - before

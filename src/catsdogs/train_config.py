@@ -1,5 +1,5 @@
 """The `train` params section: how every model of the zoo is trained, unless its own entry
-in params.yaml says otherwise (see `zoo.ENTRY_TRAIN_KEYS`).
+in params.yaml says otherwise (`ENTRY_TRAIN_KEYS`).
 
 Plain data, no TensorFlow: the split stage reads `image_size` from here too.
 """
@@ -13,6 +13,11 @@ from catsdogs.config import Range
 
 Strategy = Literal["auto", "default", "mirrored", "multi_worker"]
 Precision = Literal["float32", "mixed_bfloat16", "mixed_float16"]
+
+# The `train` settings a zoo entry may override for itself. A fine-tuned model keeps the
+# image size of the model it continues.
+ENTRY_TRAIN_KEYS = ("image_size", "batch_size", "epochs", "precision")
+FINETUNE_TRAIN_KEYS = ("batch_size", "epochs", "precision")
 
 
 @dataclass(frozen=True)

@@ -33,19 +33,13 @@ from catsdogs.config import (
     section,
 )
 from catsdogs.models import ARCHITECTURES, resolve_weights
-from catsdogs.train_config import TrainConfig
+from catsdogs.train_config import ENTRY_TRAIN_KEYS, FINETUNE_TRAIN_KEYS, TrainConfig
 
 OPTIMIZERS: dict[str, Callable[[float], keras.optimizers.Optimizer]] = {
     "adam": lambda lr: keras.optimizers.Adam(learning_rate=lr),
     "rmsprop": lambda lr: keras.optimizers.RMSprop(learning_rate=lr),
     "sgd": lambda lr: keras.optimizers.SGD(learning_rate=lr, momentum=0.9),
 }
-
-
-# The `train` settings a zoo entry may override for itself. A fine-tuned model keeps the
-# image size of the model it continues.
-ENTRY_TRAIN_KEYS = ("image_size", "batch_size", "epochs", "precision")
-FINETUNE_TRAIN_KEYS = ("batch_size", "epochs", "precision")
 
 
 @dataclass(frozen=True)
