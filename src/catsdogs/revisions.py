@@ -7,10 +7,12 @@ of a `dvc` command and the stages it ran. Used by `catsdogs report` and `pr-repo
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -99,3 +101,32 @@ def has_remote(repo: Path) -> bool:
 def ran_stages(output: str) -> list[str]:
     """The stages a `dvc repro` output says it ran, in order."""
     return re.findall(r"Running stage '([^']+)'", output)
+
+
+# What `dvc status` says of an output or a data dependency that is only absent here (a clone
+# without the DVC cache): not a sign that the committed results are stale.
+MISSING_ONLY = frozenset({"deleted", "not in cache"})
+
+
+def stale_stages(status: dict) -> dict[str, list[str]]:
+    """The stages whose committed results no longer match their command, code or params, from
+    `dvc status --json`'s answer, each with what changed; missing outputs and data don't count."""
+    stale: dict[str, list[str]] = {}
+    for stage, entries in status.items():
+        for entry in entries:
+            if isinstance(entry, str):  # e.g. "changed command", "always changed"
+                stale.setdefault(stage, []).append(entry)
+                continue
+            for kind, files in entry.items():
+                for path, how in files.items() if isinstance(files, dict) else []:
+                    # A changed param's `how` is a mapping of old and new values.
+                    if kind == "changed params" or not isinstance(how, str) or how not in MISSING_ONLY:
+                        stale.setdefault(stage, []).append(f"{kind} {path} ({how})")
+    return stale
+
+
+def stale_at(repo: Path, rev: str) -> dict[str, list[str]]:
+    """stale_stages of commit `rev`: its dvc.lock against its own code and params."""
+    with tempfile.TemporaryDirectory(prefix="catsdogs-status-") as tmp:
+        clone = clone_at(repo, rev, Path(tmp) / "repo")
+        return stale_stages(json.loads(dvc(clone, "status", "--json") or "{}"))
