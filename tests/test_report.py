@@ -109,6 +109,127 @@ def test_numbers_made_on_different_machines_get_no_verdict() -> None:
     assert compare_models(base, head, changed=set())[0].verdict == "better"
 
 
+def test_whole_number_params_print_as_written() -> None:
+    changes = param_changes({"models": {"m": {"dense_units": 128, "dropout": 0.2}}},
+                            {"models": {"m": {"dense_units": 64, "dropout": 0.25}}})
+    markdown = render(title="t", provenance=[], params=changes, reports=[], leaderboard=None)
+    assert params_rows(markdown) == [["models.m.dense_units", "128", "64"],
+                                     ["models.m.dropout", "0.2", "0.25"]]
+
+
+# -- like for like: each side retrained here where the two come from two machines -------------
+
+EPYC = {"fingerprint": "46466cdd5c66", "cpu": "AMD EPYC", "onednn_isa": "avx512_core_bf16",
+        "cores": "2", "tensorflow": "2.21.0"}
+AVX2 = {**EPYC, "fingerprint": "584b650f97d1", "onednn_isa": "avx2"}
+
+
+def on(machine: dict, *models: str) -> Results:
+    """Results of `models` (one photo each) made on `machine`."""
+    made = Results()
+    for model in models:
+        made.train[model] = {"val_accuracy": 0.5}
+        made.evaluation[model] = {"accuracy": 1.0, "count": 1}
+        made.machine[model] = machine
+    return made
+
+
+def test_only_models_whose_sides_come_from_two_machines_are_retrained_where_made_elsewhere() -> None:
+    from catsdogs.pull_request import made_elsewhere
+
+    base = on(EPYC, "m1", "m2", "m3")
+    head = on(EPYC, "m2", "m3")
+    head.train["m1"], head.evaluation["m1"], head.machine["m1"] = {"val_accuracy": 0.6}, \
+        {"accuracy": 1.0, "count": 1}, AVX2
+    # m1: the head retrained it here (AVX2), the base's came from the EPYC: the base retrains.
+    # m2, m3: both sides from one machine, compared as they are, though not this one.
+    assert made_elsewhere(base, head, AVX2["fingerprint"]) == {"base": {"m1"}, "head": set()}
+    # Run on a third kind of machine: both sides of m1 retrain there.
+    assert made_elsewhere(base, head, "0123456789ab") == {"base": {"m1"}, "head": {"m1"}}
+    # A side that records no machine is compared as it is.
+    del base.machine["m1"]
+    assert made_elsewhere(base, head, AVX2["fingerprint"]) == {"base": set(), "head": set()}
+
+
+def served(results: Results):
+    """A read function serving `results` as a revision's files, read when asked."""
+    def read(path: str) -> str | None:
+        if path == "params.yaml":
+            return yaml.safe_dump({"models": dict.fromkeys(results.train, {})})
+        if path == "metrics/machines.json":
+            return json.dumps(results.machine)
+        folder, _, name = path.removeprefix("metrics/").rpartition("/")
+        found = {"train": results.train, "eval": results.evaluation}.get(folder, {})
+        model = name.removesuffix(".json")
+        return json.dumps(found[model]) if model in found else None
+    return read
+
+
+def test_like_for_like_remakes_each_side_made_elsewhere_once() -> None:
+    from catsdogs.pull_request import Made, like_for_like
+
+    sides = {"base": on(EPYC, "m1", "m2"), "head": on(EPYC, "m2")}
+    sides["head"].train["m1"], sides["head"].evaluation["m1"] = {"val_accuracy": 0.6}, \
+        {"accuracy": 1.0, "count": 1}
+    sides["head"].machine["m1"] = AVX2
+    asked = []
+
+    def maker(side: str):
+        def make(models):
+            asked.append((side, list(models)))
+            for model in models:  # retrained here: now this machine's
+                sides[side].machine[model] = AVX2
+            return Made(served(sides[side]), ran=(f"train@{models[0]}",), retrained=tuple(models))
+        return make
+
+    made = {side: Made(served(results)) for side, results in sides.items()}
+    made, replaced = like_for_like({s: maker(s) for s in sides}, made, AVX2["fingerprint"])
+    assert asked == [("base", ["m1"])]
+    assert made["base"].retrained == ("m1",) and made["head"].retrained == ()
+    assert made["base"].ran == ("train@m1",)
+    assert made["base"].results().machine["m1"] == AVX2
+    assert replaced == {"base": {"m1": EPYC}, "head": {}}
+
+
+def test_fine_tunes_of_a_retrained_model_retrain_after_it() -> None:
+    from catsdogs.pull_request import training_stage, with_fine_tunes
+
+    params = {"models": {"a": {}, "b": {}}, "finetune": {"a_tuned": {"init_from": "a"},
+                                                          "b_tuned": {"init_from": "b"}}}
+    assert with_fine_tunes(params, ["a"]) == ["a", "a_tuned"]
+    assert [training_stage(params, m) for m in with_fine_tunes(params, ["b_tuned", "a"])] == [
+        "train@a", "finetune@a_tuned", "finetune@b_tuned"]
+
+
+def test_the_report_says_where_each_side_was_made_and_why() -> None:
+    from catsdogs.report import made_where
+
+    base, head = on(EPYC, "m1", "m2"), on(EPYC, "m2")
+    head.train["m1"], head.evaluation["m1"], head.machine["m1"] = {"val_accuracy": 0.6}, \
+        {"accuracy": 1.0, "count": 1}, AVX2
+    base.machine["m1"] = AVX2  # retrained here
+    lines = made_where(base, head, AVX2, {"base": {"m1": EPYC}, "head": {}},
+                       {"base": ("train@m1", "evaluate@m1"), "head": ("train@m1",)})
+    assert lines[0] == "This machine: AMD EPYC, avx2, 2 cores, TensorFlow 2.21.0 (584b650f97d1)."
+    assert ("- `m1`: base here (retrained here: its numbers had been made on AMD EPYC, "
+            "avx512_core_bf16, 2 cores, TensorFlow 2.21.0 (46466cdd5c66)); head here (trained "
+            "here by `train@m1`)") in lines
+    assert ("- `m2`: base AMD EPYC, avx512_core_bf16, 2 cores, TensorFlow 2.21.0 (46466cdd5c66) "
+            "(as it was); head AMD EPYC, avx512_core_bf16, 2 cores, TensorFlow 2.21.0 "
+            "(46466cdd5c66) (as it was)") in lines
+
+
+def test_stale_committed_results_open_the_report_with_the_refresh() -> None:
+    from catsdogs.report import stale_results
+
+    assert stale_results({}) == []
+    lines = stale_results({"train@m1": ["changed deps src/catsdogs/training.py (modified)"]})
+    assert lines[0].startswith("> **Stale committed results.** This branch changes what "
+                               "`train@m1` computes")
+    assert "`dvc repro && dvc push`, then commit `dvc.lock` and `metrics/`" in lines[0]
+    assert "> - `train@m1`: changed deps src/catsdogs/training.py (modified)" in lines
+
+
 def test_identical_results_are_unchanged_and_new_models_are_named() -> None:
     base = results(0.60, [True] * 10 + [False] * 10)
     head = results(0.60, [True] * 10 + [False] * 10)
@@ -171,13 +292,34 @@ def test_pr_report_with_a_remote_retrains_only_what_the_change_made_stale(
     ci = tmp_path / "ci"  # CI's fresh clone: no DVC cache, no MLflow store
     sh(tmp_path, "git", "clone", "-q", str(origin), str(ci))
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
+    # CI's runner is another kind of machine: oneDNN held to AVX2 computes as one does.
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     report = pr_report(ci, "--base", base)
 
-    assert (f"retrained `train@{first}`, `evaluate@{first}`, `compare`." in report)
+    assert f"Plan: the head trains 1 model(s) the change left stale (`train@{first}`)" in report
+    assert f"then `dvc repro` ran `train@{first}`, `evaluate@{first}`, `compare`." in report
+    # The head's dvc.lock is stale: the report says so first, with the refresh.
+    assert report.split("\n")[2].startswith(
+        f"> **Stale committed results.** This branch changes what `compare`, `train@{first}` "
+        "compute")
     assert params_rows(report) == [[f"models.{first}.dropout", "0.2", "0.35"]]
+    # The base's committed numbers came from the other machine: retrained here, in a clone.
+    [kept] = (ci / ".catsdogs/results").glob(f"{base[:12]}-committed-*")
+    machines = {side: json.loads(text) for side, text in (
+        ("committed", sh(ci, "git", "show", f"{base}:metrics/machines.json")),
+        ("base", (kept / "metrics/machines.json").read_text()),
+        ("head", (ci / "metrics/machines.json").read_text()))}
+    assert machines["committed"][first]["onednn_isa"] != "avx2"
+    assert machines["base"][first]["onednn_isa"] == machines["head"][first]["onednn_isa"] == "avx2"
+    assert machines["base"][first]["fingerprint"] == machines["head"][first]["fingerprint"]
+    assert machines["head"][second] == machines["committed"][second]  # pulled, not retrained
+    assert (f"`{first}`: base here (retrained here: its numbers had been made on "
+            f"{machines['committed'][first]['cpu']}, {machines['committed'][first]['onednn_isa']}"
+            ) in report
+    assert f"head here (trained here by `train@{first}`)" in report
     rows = table_rows(report)
     evaluated = {side: json.loads(text) for side, text in (
-        ("base", sh(ci, "git", "show", f"{base}:metrics/eval/{first}.json")),
+        ("base", (kept / f"metrics/eval/{first}.json").read_text()),
         ("head", (ci / f"metrics/eval/{first}.json").read_text()))}
     assert rows[first][3].startswith(f"{evaluated['base']['accuracy']:.4f}")
     assert rows[first][4].startswith(f"{evaluated['head']['accuracy']:.4f}")
@@ -185,7 +327,7 @@ def test_pr_report_with_a_remote_retrains_only_what_the_change_made_stale(
     assert re.fullmatch(r"[0-9.e-]+", rows[first][8])
     assert rows[first][9] in ("better", "worse", "within noise", "unchanged")
     assert rows[second][6:] == ["0", "0", "1", "unchanged"]
-    assert "Not compared" not in report
+    assert "Not compared" not in report and "Made on different machines" not in report
     assert (tmp_path / "summary.md").read_text().startswith("# catsdogs: HEAD")
     assert "![" not in (tmp_path / "summary.md").read_text()
 
@@ -232,6 +374,32 @@ def test_pr_report_without_a_remote_runs_the_profile_at_both_revisions(
     again = pr_report(repo, "--base", base, "--profile", "quick", "--results-dir",
                       str(tmp_path / "kept"))
     assert f"Base: reused from {tmp_path / 'kept'}; head: reused from" in again
+
+    # A second push, on a runner of another kind (oneDNN held to AVX2): the first push's
+    # results were made on this one, and DVC's run cache hands them back to the base's clone;
+    # the head retrains the changed model there, so the base retrains it too, past the cache.
+    params["models"][first]["dropout"] = 0.4
+    write_params(repo / "params.yaml", params)
+    commit(repo, f"{first}: even more dropout")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    other = pr_report(repo, "--base", base, "--profile", "quick", "--results-dir",
+                      str(tmp_path / "kept"))
+    assert "Base: reused" not in other
+    kept_bases = {path.name.rsplit("-", 1)[1]: path
+                  for path in (tmp_path / "kept").glob(f"{base[:12]}-quick-*")}
+    assert len(kept_bases) == 2  # kept by machine: the first push's is not this one's
+    machines = {fingerprint: json.loads((path / "metrics/machines.json").read_text())
+                for fingerprint, path in kept_bases.items()}
+    [here] = [fingerprint for fingerprint, made in machines.items()
+              if made[first]["onednn_isa"] == "avx2"]
+    assert machines[here][first]["fingerprint"] == here
+    assert json.loads((kept_bases[here] / "retrained.json").read_text()) == [first]
+    assert f"`{first}`: base here (retrained here: its numbers had been made on" in other
+    assert f"head here (trained here by `train@{first}`)" in other
+    rows = table_rows(other)
+    assert rows[first][9] in ("better", "worse", "within noise", "unchanged")
+    assert rows[first][8] != "-"
+    assert rows[second][9] == "unchanged"
 
 
 def write_results(repo: Path, dropout: float, val: float, test: float) -> None:
@@ -342,6 +510,37 @@ def test_workflows_validate_against_the_github_schema() -> None:
         [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows",
          *map(str, workflows)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_pull_requests_deselect_the_committed_results_tests_and_main_keeps_them(tmp_path: Path) -> None:
+    workflow = yaml.safe_load((PROJECT_ROOT / ".github/workflows/tests.yml").read_text())
+    [step] = [s for s in workflow["jobs"]["tests"]["steps"] if "pytest" in s.get("run", "")]
+    assert step["env"]["ON_MAIN"] == (
+        "${{ github.event_name == 'push' && github.ref == 'refs/heads/main' }}")
+    # The step's own script, with pytest and the set-up echoed instead of run.
+    script = step["run"].replace(".venv/bin/python -m pytest", "echo pytest")
+    script = "\n".join(line for line in script.splitlines() if "pip install" not in line)
+    chosen = {}
+    for on_main in ("true", "false"):
+        result = subprocess.run(["bash", "-c", script], env={"ON_MAIN": on_main, "PATH": "/usr/bin:/bin"},
+                                capture_output=True, text=True, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        chosen[on_main] = result.stdout.strip()
+    assert chosen == {"true": "pytest", "false": "pytest -m not committed_results"}
+    # That expression deselects exactly the committed-results tests.
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-n", "0", "-m",
+         "not committed_results", "tests/test_committed_results.py", "tests/test_dvc_deps.py"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert "test_dvc_deps.py::" in collected.stdout
+    assert "test_committed_results.py::" not in collected.stdout
+    assert "3 deselected" in collected.stdout
+    # .ci/run and the README's test command run them all.
+    ci = (PROJECT_ROOT / ".ci/run").read_text()
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    for command in (ci, readme):
+        line = next(line for line in command.splitlines() if "-m pytest" in line)
+        assert line.rstrip().endswith("-m pytest"), line
 
 
 def test_a_warning_on_stderr_is_not_a_remote(tmp_path: Path, monkeypatch) -> None:

@@ -474,51 +474,94 @@ def report(ctx: click.Context, base: str, head: str, working_tree: bool, out: Pa
                    "the DVC remote, retrain what is stale), a profile of profiles.yaml run at "
                    "both revisions (e.g. `fast`), or `auto`: committed with a DVC remote, else "
                    "fast.")
-@click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path),
-              default=".catsdogs/results", show_default=True,
-              help="Where results made under a profile are kept, by commit (the base's are "
-                   "reused by the next push).")
+@click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where results made in a clone are kept, by commit, profile and machine "
+                   "(the base's are reused by the next push on the same kind of machine)  "
+                   "[default: .catsdogs/results in --repo].")
 @_OUT
 @_REPO
-def pr_report(base: str, head: str, profile: str, results_dir: Path, out: Path, repo: Path) -> None:
+def pr_report(base: str, head: str, profile: str, results_dir: Path | None, out: Path,
+              repo: Path) -> None:
     """Report what a pull request did to every model's accuracy, like for like.
 
-    Makes the numbers first: as committed, or under a profile at both the base and the head.
-    Writes the Markdown to --out and, in GitHub Actions, to the job summary.
+    Makes the numbers first: as committed, or under a profile at both the base and the head;
+    a model whose two sides were made on two machines is retrained here on each side made
+    elsewhere. Writes the Markdown to --out and, in GitHub Actions, to the job summary.
     """
     setup_logging()
+    import logging
+
     import yaml
 
+    from catsdogs import machine
+    from catsdogs import pull_request as pr
+    from catsdogs.config import entry_names
     from catsdogs.profiles import PROFILES_FILE, describe, load_profiles
-    from catsdogs.pull_request import made_as_committed, made_with_profile
-    from catsdogs.results import read_results
-    from catsdogs.revisions import check_revision, has_remote, reader
+    from catsdogs.report import made_where, stale_results
+    from catsdogs.revisions import check_revision, has_remote, reader, stale_at
 
+    log = logging.getLogger("catsdogs.pr_report")
     repo = repo.resolve()
+    results_dir = (results_dir or repo / ".catsdogs/results").resolve()
+    here = machine.describe()
     try:
         base_commit, head_commit = check_revision(repo, base), check_revision(repo, head)
         if profile == "auto":
             profile = "committed" if has_remote(repo) else "fast"
         names = (base_commit[:12], head_commit[:12])
+        params = {side: yaml.safe_load(reader(repo, commit)("params.yaml") or "") or {}
+                  for side, commit in (("base", base_commit), ("head", head_commit))}
+        zoo = len(entry_names(params["head"]))
+        worst = (f"at worst {2 * zoo} trainings (both sides of all {zoo} models, should every "
+                 "one have been made on another machine)")
         if profile == "committed":
             if check_revision(repo, "HEAD") != head_commit:
                 raise click.UsageError(f"--profile committed reports on the checked-out commit; "
                                        f"check out {head} first")
-            made = {"base": None, "head": made_as_committed(repo)}
-            base_read = reader(repo, base_commit)
-            provenance = [
-                "Numbers: the recipe as committed (params.yaml). Base: its committed results. "
-                "Head: outputs pulled from the DVC remote, then `dvc repro` retrained "
-                + (", ".join(f"`{s}`" for s in made["head"].ran) or "nothing") + "."]
+            stale = pr.prepare_head(repo)
+            plan = (f"Plan: the head trains {len(stale)} model(s) the change left stale"
+                    + (f" ({', '.join(f'`{s}`' for s in stale)})" if stale else "")
+                    + ", and each of them again at the base wherever the base's committed "
+                    f"numbers were made on another machine; {worst}.")
+            log.info(plan)
+            kept = pr.kept_folder(results_dir, base_commit, "committed", {}, here["fingerprint"])
+            make = {"base": lambda models: pr.made_in_clone(repo, base_commit, kept, pull=True,
+                                                            retrain=models),
+                    "head": lambda models: pr.retrained_in_place(repo, models)}
+            made = {"base": pr.Made(reader(repo, base_commit)), "head": pr.made_as_committed(repo)}
+            made, replaced = pr.like_for_like(make, made, here["fingerprint"])
+
+            def how(side: str) -> str:
+                if side == "base":
+                    return ("its committed results" if not made["base"].retrained else
+                            "its committed results, with " + ", ".join(made["base"].retrained)
+                            + " retrained here (in a clone)")
+                return ("outputs pulled from the DVC remote, then `dvc repro` ran "
+                        + (", ".join(f"`{s}`" for s in made["head"].ran) or "nothing"))
+
+            provenance = [plan, "", "Numbers: the recipe as committed (params.yaml). Base: "
+                          f"{how('base')}. Head: {how('head')}."]
         else:
             overrides = load_profiles(repo / PROFILES_FILE).get(profile)
             if overrides is None:
                 raise click.BadParameter(
                     f"no profile '{profile}' in {PROFILES_FILE}; choose committed, auto or one "
                     f"of: {', '.join(load_profiles(repo / PROFILES_FILE))}", param_hint="--profile")
-            made = {side: made_with_profile(repo, commit, profile, overrides, results_dir)
-                    for side, commit in (("base", base_commit), ("head", head_commit))}
-            base_read = made["base"].read
+            plan = (f"Plan: the `{profile}` profile runs at each side not kept in {results_dir} "
+                    f"for this machine; DVC's run cache brings back the stages it ran before "
+                    f"with the same inputs; {worst}.")
+            log.info(plan)
+            commits = {"base": base_commit, "head": head_commit}
+
+            def make_side(side: str):
+                kept = pr.kept_folder(results_dir, commits[side], profile, overrides,
+                                      here["fingerprint"])
+                return lambda models: pr.made_in_clone(repo, commits[side], kept,
+                                                       overrides=overrides, retrain=models)
+
+            make = {side: make_side(side) for side in commits}
+            made = {side: make[side](()) for side in commits}
+            made, replaced = pr.like_for_like(make, made, here["fingerprint"])
 
             def how(side: str) -> str:
                 if made[side].reused:
@@ -526,15 +569,17 @@ def pr_report(base: str, head: str, profile: str, results_dir: Path, out: Path, 
                 ran = ", ".join(f"`{s}`" for s in made[side].ran) or "nothing"
                 return f"{side}: ran {ran}"
 
-            provenance = [
-                f"Numbers: the `{profile}` profile ({describe(overrides)}), run at both "
-                f"revisions; a short recipe, so lower than the committed results. "
-                f"{how('base').capitalize()}; {how('head')}."]
-        params = {side: yaml.safe_load(reader(repo, commit)("params.yaml") or "") or {}
-                  for side, commit in (("base", base_commit), ("head", head_commit))}
+            provenance = [plan, "", f"Numbers: the `{profile}` profile ({describe(overrides)}), "
+                          "run at both revisions; a short recipe, so lower than the committed "
+                          f"results. {how('base').capitalize()}; {how('head')}."]
+        results = {side: made[side].results() for side in ("base", "head")}
+        stale = stale_at(repo, head_commit)
+        provenance = [*stale_results(stale), *provenance, "",
+                      *made_where(results["base"], results["head"], here, replaced,
+                                  {side: made[side].ran for side in made})]
         markdown = _write_report(
             title=f"catsdogs: {head} ({names[1]}) vs {base} ({names[0]})", provenance=provenance,
-            base=read_results(base_read, []), head=read_results(made["head"].read, []),
+            base=results["base"], head=results["head"],
             base_params=params["base"], head_params=params["head"], out=out,
         )
     except UserError as error:

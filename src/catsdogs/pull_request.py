@@ -1,4 +1,4 @@
-"""Results for a pull-request report, made like for like at the base and the head.
+"""Results for a pull-request report, made like for like at the base and the head, on one machine.
 
 Two ways to make them:
 - as committed (`committed`): the recipe in params.yaml. The head's outputs come from the DVC
@@ -6,19 +6,26 @@ Two ways to make them:
   are the metrics/ and dvc.lock committed with it.
 - under a profile of profiles.yaml (e.g. `fast`): the same short recipe runs at both
   revisions, each in a clone that shares the repository's DVC cache, so a stage the two share
-  runs once (DVC's run cache). Results are kept in a folder by commit and profile, so the
-  next push of a pull request reuses its base's.
-Either way the stages log to a store of their own (the repository's or the clone's
-mlflow.db, kept with the results), never to the tracking server MLFLOW_TRACKING_URI names:
-a report's runs, short-recipe models among them, must not reach the team's registry.
+  runs once (DVC's run cache).
+Either way, a model whose base and head numbers come from two machines (catsdogs.machine: the
+CNNs trained from scratch end a few points apart on two kinds of CPU) is retrained here on
+each side made elsewhere, forced past DVC's run cache, which would hand back the other
+machine's outputs; then both sides are this machine's and the report gives its verdict.
+Results made in a clone are kept in a folder by commit, profile and machine fingerprint, so
+the next push of a pull request on the same kind of machine reuses its base's.
+The stages log to a store of their own (the repository's or the clone's mlflow.db, kept with
+the results), never to the tracking server MLFLOW_TRACKING_URI names: a report's runs,
+short-recipe models among them, must not reach the team's registry.
 Runs git and DVC (revisions.py); returns where the results can be read.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +33,9 @@ from typing import Any
 import yaml
 
 from catsdogs.atomic import atomic_dir
+from catsdogs.config import entry_names
 from catsdogs.profiles import apply_profile, digest
+from catsdogs.results import Results, read_results
 from catsdogs.revisions import (
     RevisionError,
     changed_files,
@@ -37,23 +46,69 @@ from catsdogs.revisions import (
     reader,
 )
 
+logger = logging.getLogger(__name__)
+
 # What a results folder keeps of a pipeline run: enough for results.read_results, and the
 # runs' own MLflow store (params, metrics, tags; their artifacts stay in the deleted clone).
 KEPT = ("dvc.lock", "params.yaml", "metrics", "mlflow.db")
+# Beside them: the models retrained on this machine past DVC's run cache.
+RETRAINED_FILE = "retrained.json"
+# The stage groups that train a model, by params section.
+TRAIN_GROUPS = {"models": "train", "finetune": "finetune"}
+# The pipeline's head is trained at most this many times over to put both sides on one
+# machine: once is enough unless a fine-tune's parent came back bit-identical.
+ROUNDS = 3
 
 
 @dataclass(frozen=True)
 class Made:
     """Where a revision's results can be read, and what it took: the stages `dvc repro` ran
-    (empty when nothing was stale), or whether they came from the results folder."""
+    (empty when nothing was stale), whether they came from the results folder, and the
+    models retrained on this machine because their numbers had been made on another."""
 
     read: Callable[[str], str | None]
     ran: tuple[str, ...] = ()
     reused: bool = False
+    retrained: tuple[str, ...] = ()
+
+    def results(self) -> Results:
+        return read_results(self.read, [])
 
 
-def made_as_committed(repo: Path) -> Made:
-    """The working tree's results under the committed recipe: pull, then retrain what is stale.
+def training_stage(params: Mapping[str, Any], model: str) -> str:
+    """The dvc.yaml stage that trains zoo entry `model`: train@<model> or finetune@<model>."""
+    group = "finetune" if model in (params.get("finetune") or {}) else "models"
+    return f"{TRAIN_GROUPS[group]}@{model}"
+
+
+def with_fine_tunes(params: Mapping[str, Any], models: Iterable[str]) -> list[str]:
+    """`models` and every fine-tuned entry that continues one of them, parents first."""
+    chosen = set(models)
+    tuned = params.get("finetune") or {}
+    chosen |= {name for name, entry in tuned.items() if (entry or {}).get("init_from") in chosen}
+    order = [*(params.get("models") or {}), *tuned]
+    return [name for name in order if name in chosen]
+
+
+def retrain_here(repo: Path, models: Collection[str]) -> tuple[str, ...]:
+    """Retrain `models` in `repo` on this machine, whatever DVC's run cache holds, then run
+    what follows them (evaluations, compare); the stages run."""
+    if not models:
+        return ()
+    params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8")) or {}
+    stages = [training_stage(params, m) for m in with_fine_tunes(params, models)]
+    logger.info("retraining on this machine: %s", ", ".join(stages))
+    # --single-item: only these stages, in this order (parents first); --force: past the run
+    # cache. Then a plain repro brings their evaluations and compare up to date.
+    ran = ran_stages(dvc(repo, "repro", "--force", "--single-item", *stages, with_stderr=True,
+                         own_store=True))
+    return (*ran, *ran_stages(dvc(repo, "repro", with_stderr=True, own_store=True)))
+
+
+def prepare_head(repo: Path) -> list[str]:
+    """Pull the working tree's outputs from the DVC remote; return the training stages
+    `dvc repro` will then run, or bring back from DVC's run cache, and the fine-tunes after
+    them.
 
     The working tree must hold no uncommitted change to tracked files: the report compares
     commits.
@@ -62,27 +117,58 @@ def made_as_committed(repo: Path) -> Made:
         raise RevisionError(f"the working tree has uncommitted changes ({', '.join(changes[:5])}); "
                             "commit or stash them: the report compares commits")
     dvc(repo, "pull", "--allow-missing")
-    ran = ran_stages(dvc(repo, "repro", with_stderr=True, own_store=True))
-    return Made(reader(repo, None), tuple(ran))
+    params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8")) or {}
+    pending = set(json.loads(dvc(repo, "status", "--json") or "{}"))
+    if pending & {"download", "split", "pretrained"}:
+        pending |= {training_stage(params, m) for m in entry_names(params)}
+    models = [m for m in entry_names(params) if training_stage(params, m) in pending]
+    return [training_stage(params, m) for m in with_fine_tunes(params, models)]
 
 
-def made_with_profile(
-    repo: Path, commit: str, profile: str, overrides: Mapping[str, Any], folder: Path
+def made_as_committed(repo: Path) -> Made:
+    """The working tree's results under the committed recipe, after prepare_head: `dvc repro`
+    retrains what is stale."""
+    return Made(reader(repo, None), tuple(ran_stages(dvc(repo, "repro", with_stderr=True,
+                                                          own_store=True))))
+
+
+def retrained_in_place(repo: Path, models: Collection[str]) -> Made:
+    """The working tree's results with `models` retrained on this machine (retrain_here)."""
+    return Made(reader(repo, None), retrain_here(repo, models), retrained=tuple(models))
+
+
+def kept_folder(folder: Path, commit: str, profile: str, overrides: Mapping[str, Any],
+                fingerprint: str) -> Path:
+    """Where results of `commit` under `profile` made on machine `fingerprint` are kept."""
+    return folder / f"{commit[:12]}-{profile}-{digest(overrides)}-{fingerprint}"
+
+
+def made_in_clone(
+    repo: Path, commit: str, kept: Path, *, overrides: Mapping[str, Any] | None = None,
+    pull: bool = False, retrain: Collection[str] = (),
 ) -> Made:
-    """Results of `commit` under a profile, from `folder`/<commit>-<profile>-<digest> when a
-    run made them before, else made now in a clone sharing the repository's DVC cache."""
-    kept = folder / f"{commit[:12]}-{profile}-{digest(overrides)}"
-    if (kept / "dvc.lock").is_file():
-        return Made(folder_reader(kept), reused=True)
+    """Results of `commit` (under `overrides`, a profile, when given) from `kept` when a run
+    made them there before with at least `retrain` retrained on this machine; else made now
+    in a clone sharing the repository's DVC cache, pulling from the remote first with `pull`,
+    and kept there."""
+    retrained_file = kept / RETRAINED_FILE
+    if (kept / "dvc.lock").is_file() and retrained_file.is_file():
+        before = json.loads(retrained_file.read_text(encoding="utf-8"))
+        if set(retrain) <= set(before):
+            return Made(folder_reader(kept), reused=True, retrained=tuple(before))
     cache = dvc(repo, "cache", "dir").strip().splitlines()[-1]
     with tempfile.TemporaryDirectory(prefix="catsdogs-pr-") as tmp:
         clone = clone_at(repo, commit, Path(tmp) / "repo")
         dvc(clone, "cache", "dir", "--local", cache)
-        params_file = clone / "params.yaml"
-        params = yaml.safe_load(params_file.read_text(encoding="utf-8"))
-        params_file.write_text(yaml.safe_dump(apply_profile(params, overrides), sort_keys=False),
-                               encoding="utf-8")
-        ran = tuple(ran_stages(dvc(clone, "repro", with_stderr=True, own_store=True)))
+        if overrides is not None:
+            params_file = clone / "params.yaml"
+            params = yaml.safe_load(params_file.read_text(encoding="utf-8"))
+            params_file.write_text(yaml.safe_dump(apply_profile(params, overrides), sort_keys=False),
+                                   encoding="utf-8")
+        if pull:
+            dvc(clone, "pull", "--allow-missing")
+        ran = ran_stages(dvc(clone, "repro", with_stderr=True, own_store=True))
+        ran += retrain_here(clone, retrain)
         with atomic_dir(kept) as out:
             for name in KEPT:
                 source = clone / name
@@ -90,4 +176,47 @@ def made_with_profile(
                     shutil.copytree(source, out / name)
                 elif source.is_file():
                     shutil.copy2(source, out / name)
-    return Made(folder_reader(kept), ran=ran)
+            (out / RETRAINED_FILE).write_text(json.dumps(sorted(retrain)) + "\n", encoding="utf-8")
+    return Made(folder_reader(kept), ran=tuple(ran), retrained=tuple(retrain))
+
+
+def made_elsewhere(base: Results, head: Results, here: str) -> dict[str, set[str]]:
+    """Per side, the models to retrain here: those whose base and head numbers come from two
+    machines, on each side not made on this one (fingerprint `here`). A model one side does
+    not record a machine for is compared as it is."""
+    todo: dict[str, set[str]] = {"base": set(), "head": set()}
+    for model in set(base.models) & set(head.models):
+        made = {"base": base.machine.get(model, {}).get("fingerprint"),
+                "head": head.machine.get(model, {}).get("fingerprint")}
+        if None in made.values() or made["base"] == made["head"]:
+            continue
+        for side, fingerprint in made.items():
+            if fingerprint != here:
+                todo[side].add(model)
+    return todo
+
+
+def like_for_like(
+    make: Mapping[str, Callable[[Collection[str]], Made]], made: dict[str, Made], here: str
+) -> tuple[dict[str, Made], dict[str, dict[str, dict]]]:
+    """Remake each side (`make[side](models to retrain here)`) until no model's two sides come
+    from two machines; `made` holds each side as first made. Returns the sides, and per side
+    the machine records of the numbers each retrained model replaced."""
+    replaced: dict[str, dict[str, dict]] = {"base": {}, "head": {}}
+    for _ in range(ROUNDS):
+        results = {side: made[side].results() for side in ("base", "head")}
+        todo = made_elsewhere(results["base"], results["head"], here)
+        if not any(todo.values()):
+            break
+        for side, models in todo.items():
+            if not models:
+                continue
+            logger.info("%s: %s made on another machine; retraining here", side,
+                        ", ".join(sorted(models)))
+            for model in models:
+                replaced[side].setdefault(model, results[side].machine.get(model, {}))
+            previous = made[side]
+            again = make[side](sorted(models | set(previous.retrained)))
+            made[side] = Made(again.read, (*previous.ran, *again.ran), again.reused,
+                              tuple(sorted(set(again.retrained) | set(previous.retrained))))
+    return made, replaced

@@ -34,7 +34,8 @@ def param_changes(base: Mapping[str, Any], head: Mapping[str, Any]) -> pd.DataFr
     old, new = flatten(base), flatten(head)
     rows = [{"param": key, "base": old.get(key, "(absent)"), "head": new.get(key, "(absent)")}
             for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
-    return pd.DataFrame(rows, columns=["param", "base", "head"])
+    # dtype object: a column of whole numbers beside floats stays as written (128, not 128.0).
+    return pd.DataFrame(rows, columns=["param", "base", "head"], dtype=object)
 
 
 @dataclass(frozen=True)
@@ -217,9 +218,9 @@ def render(
                       "Base and head trained these models on different machines (CPU, oneDNN "
                       "instruction set, cores or versions). Each machine repeats its own numbers "
                       "exactly, but models trained from scratch end a few points apart on "
-                      "another kind of CPU, so no verdict is given. To compare them, make both "
-                      "sides on one machine: `catsdogs pr-report --profile fast`, or retrain the "
-                      "base there.", ""]
+                      "another kind of CPU, so no verdict is given. `catsdogs pr-report --base "
+                      "<base>` gives one: it retrains each side made elsewhere on the machine it "
+                      "runs on.", ""]
             for r in elsewhere:
                 old, new = r.machines
                 lines += [f"- {r.model}: base {machine_summary(old)}; head {machine_summary(new)}"]
@@ -229,3 +230,49 @@ def render(
     if figures:
         lines += ["## Figures", ""] + [f"![{f}]({f})" for f in figures] + [""]
     return "\n".join(lines)
+
+
+def stale_results(stale: Mapping[str, Sequence[str]]) -> list[str]:
+    """The report's opening note on the committed results the head leaves stale (its
+    dvc.lock against its own code and params: revisions.stale_at), with the refresh."""
+    if not stale:
+        return []
+    stages = ", ".join(f"`{stage}`" for stage in stale)
+    lines = [f"> **Stale committed results.** This branch changes what {stages} compute"
+             f"{'s' if len(stale) == 1 else ''} (and so what depends on them), but its dvc.lock and "
+             "metrics/ are still the old ones. Before merging, on the machine that makes the "
+             "project's results of record: `dvc repro && dvc push`, then commit `dvc.lock` and "
+             "`metrics/`.", ">"]
+    for stage, changes in stale.items():
+        shown = "; ".join(changes[:3]) + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
+        lines.append(f"> - `{stage}`: {shown}")
+    return [*lines, ""]
+
+
+def made_where(base: Results, head: Results, here: Mapping[str, str],
+               replaced: Mapping[str, Mapping[str, dict]],
+               ran: Mapping[str, Sequence[str]]) -> list[str]:
+    """Where each model's two sides were made: this machine or another, and which side was
+    (re)trained here and why. `replaced`: per side, the machine records of the numbers that
+    were retrained here; `ran`: per side, the stages run."""
+    lines = [f"This machine: {machine_summary(here)}.", ""]
+    for model in dict.fromkeys([*head.models, *base.models]):
+        records = {"base": base.machine.get(model), "head": head.machine.get(model)}
+        sides = []
+        for side, record in records.items():
+            if record is None:
+                sides.append(f"{side}: no machine recorded")
+                continue
+            where = "here" if record.get("fingerprint") == here.get("fingerprint") else \
+                machine_summary(record)
+            stage = next((s for s in ran.get(side, ()) if s.endswith(f"@{model}")
+                          and s.startswith(("train@", "finetune@"))), None)
+            if model in replaced.get(side, {}):
+                why = f"retrained here: its numbers had been made on {machine_summary(replaced[side][model])}"
+            elif stage:
+                why = f"trained here by `{stage}`"
+            else:
+                why = "as it was"
+            sides.append(f"{side} {where} ({why})")
+        lines.append(f"- `{model}`: " + "; ".join(sides))
+    return [*lines, ""]
