@@ -543,6 +543,24 @@ def test_pull_requests_deselect_the_committed_results_tests_and_main_keeps_them(
         assert line.rstrip().endswith("-m pytest"), line
 
 
+def test_stages_run_by_a_report_import_their_own_checkouts_code(tmp_path: Path) -> None:
+    # A clone at the base commit must train with the base's code, not with the checkout this
+    # interpreter's catsdogs was installed from (the head's).
+    from catsdogs.revisions import dvc
+
+    repo = tmp_path / "base"
+    (repo / "src/catsdogs").mkdir(parents=True)
+    (repo / "src/catsdogs/__init__.py").write_text("MADE_BY = 'the base'\n")
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"which": {
+        "cmd": "python -c \"import catsdogs; print(catsdogs.__file__, catsdogs.MADE_BY)\" > which.txt",
+        "outs": [{"which.txt": {"cache": False}}]}}}))
+    sh(repo, "git", "init", "-q")
+    sh(repo, "dvc", "init", "-q")
+    dvc(repo, "repro")
+    assert (repo / "which.txt").read_text().split() == [
+        str((repo / "src/catsdogs/__init__.py").resolve()), "the", "base"]
+
+
 def test_a_warning_on_stderr_is_not_a_remote(tmp_path: Path, monkeypatch) -> None:
     # DVC prints notices (an update is available, a deprecation) on stderr: only stdout answers.
     from catsdogs import revisions

@@ -83,11 +83,18 @@ def clone_at(repo: Path, rev: str, dest: Path) -> Path:
 
 def dvc(repo: Path, *args: str, with_stderr: bool = False, own_store: bool = False) -> str:
     """Run `dvc ARGS` in `repo` with this interpreter's DVC; its stdout (and stderr after it,
-    with `with_stderr`). With `own_store`, the stages log to the repository's own MLflow
-    store (its mlflow.db), never to a tracking server MLFLOW_TRACKING_URI names."""
+    with `with_stderr`). The stages import the `catsdogs` of `repo`'s own src/. With
+    `own_store`, they log to the repository's own MLflow store (its mlflow.db), never to a
+    tracking server MLFLOW_TRACKING_URI names."""
     # This interpreter's tools first on PATH: the stages' `python` must be the one that has
-    # catsdogs, whatever shell DVC runs them in.
+    # catsdogs' requirements, whatever shell DVC runs them in. Its catsdogs, though, is the
+    # checkout it was installed from (an editable install): a clone at the base commit would
+    # run the head's code, and its numbers (and DVC's run cache, keyed by the base's files)
+    # would be the head's. The clone's src/ first on the path makes them the base's.
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    if (repo / "src" / "catsdogs").is_dir():
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str((repo / "src").resolve()), os.environ.get("PYTHONPATH")]))
     if own_store:
         env.pop("MLFLOW_TRACKING_URI", None)
     return _run([sys.executable, "-m", "dvc", *args], repo, env=env, with_stderr=with_stderr)
