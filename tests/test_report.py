@@ -155,7 +155,7 @@ def served(results: Results):
     """A read function serving `results` as a revision's files, read when asked."""
     def read(path: str) -> str | None:
         if path == "params.yaml":
-            return yaml.safe_dump({"models": dict.fromkeys(results.train, {})})
+            return yaml.safe_dump({"models": {key: {} for key in results.train}})
         if path == "metrics/machines.json":
             return json.dumps(results.machine)
         folder, _, name = path.removeprefix("metrics/").rpartition("/")
@@ -351,18 +351,26 @@ def test_pr_report_without_a_remote_runs_the_profile_at_both_revisions(
     report = pr_report(repo, "--base", base, "--profile", "quick", "--results-dir",
                        str(tmp_path / "kept"))
     assert "the `quick` profile (train.epochs=1, models.*.epochs=1), run at both revisions" in report
-    # The head trained only the changed model: the other came from DVC's run cache.
-    head_ran = re.search(r"head: ran (.*)\.", report)[1]
-    assert f"`train@{first}`" in head_ran and f"`evaluate@{first}`" in head_ran
-    assert f"@{second}`" not in head_ran
+    # Worked out before training: the change touches one model, the only one trained, at
+    # both revisions; the other is unchanged, with no numbers made up for it.
+    assert (f"the change touches `train@{first}` (param models.{first}.dropout). Trained at "
+            f"both revisions: {first}; not trained, as nothing they depend on changed: "
+            f"{second};") in report
+    for side in ("Base", "head"):
+        ran = re.search(fr"{side}: ran (.*?)[.;]", report)[1]
+        assert f"`train@{first}`" in ran and f"`evaluate@{first}`" in ran
+        assert f"@{second}`" not in ran and "`compare`" not in ran
     assert params_rows(report) == [[f"models.{first}.dropout", "0.2", "0.35"]]  # no profile keys
     [kept_base] = (tmp_path / "kept").glob(f"{base[:12]}-quick-*")
+    assert json.loads((kept_base / "made.json").read_text()) == {"models": [first], "retrained": []}
+    assert not (kept_base / f"metrics/train/{second}.json").exists()
     trained = json.loads((kept_base / f"metrics/train/{first}.json").read_text())
     history = pd.read_csv(kept_base / f"metrics/history/{first}.csv")
     assert len(history) == 1  # the profile's epochs, not params.yaml's 3
     rows = table_rows(report)
     assert rows[first][1].startswith(f"{trained['val_accuracy']:.4f}")
-    assert rows[second][9] == "unchanged" and rows[first][9] != "not comparable"
+    assert rows[first][9] in ("better", "worse", "within noise", "unchanged")
+    assert rows[second][1:] == ["-"] * 8 + ["unchanged: nothing it depends on changed"]
 
     # The runs went to a store of their own, kept with the results; the server saw nothing.
     server = MlflowClient(mlflow_server)
@@ -393,13 +401,14 @@ def test_pr_report_without_a_remote_runs_the_profile_at_both_revisions(
     [here] = [fingerprint for fingerprint, made in machines.items()
               if made[first]["onednn_isa"] == "avx2"]
     assert machines[here][first]["fingerprint"] == here
-    assert json.loads((kept_bases[here] / "retrained.json").read_text()) == [first]
+    assert json.loads((kept_bases[here] / "made.json").read_text()) == {
+        "models": [first], "retrained": [first]}
     assert f"`{first}`: base here (retrained here: its numbers had been made on" in other
     assert f"head here (trained here by `train@{first}`)" in other
     rows = table_rows(other)
     assert rows[first][9] in ("better", "worse", "within noise", "unchanged")
     assert rows[first][8] != "-"
-    assert rows[second][9] == "unchanged"
+    assert rows[second][9] == "unchanged: nothing it depends on changed"
 
 
 def write_results(repo: Path, dropout: float, val: float, test: float) -> None:

@@ -243,10 +243,11 @@ def evaluate(path: Path, model_source: str | None, fmt: str, params_path: Path, 
 
 def _write_report(
     *, title: str, provenance: list[str], base, head, base_params: dict, head_params: dict,
-    out: Path,
+    out: Path, untouched: list[str] | tuple[str, ...] = (),
 ) -> str:
-    """Compare two Results, draw the figures beside `out`, write the Markdown to `out` and,
-    in a GitHub Actions job, to its summary; return the Markdown."""
+    """Compare two Results (`untouched` models were not trained: nothing they depend on
+    changed), draw the figures beside `out`, write the Markdown to `out` and, in a GitHub
+    Actions job, to its summary; return the Markdown."""
     import os
 
     from catsdogs import figures
@@ -255,10 +256,10 @@ def _write_report(
     from catsdogs.report import compare_models, param_changes, render
 
     params = param_changes(base_params, head_params)
-    reports = compare_models(base, head, set(params["param"]))
+    reports = compare_models(base, head, set(params["param"]), untouched)
     drawn = []
     with atomic_dir(out.parent / "figures") as tmp:
-        for model in (r.model for r in reports):
+        for model in (r.model for r in reports if r.model not in untouched):
             histories = {"base": base.history.get(model), "head": head.history.get(model)}
             figures.curves_compared(histories, tmp / f"{model}_curves.png",
                                     f"{model}: accuracy per epoch")
@@ -496,7 +497,7 @@ def pr_report(base: str, head: str, profile: str, results_dir: Path | None, out:
     from catsdogs import machine
     from catsdogs import pull_request as pr
     from catsdogs.config import entry_names
-    from catsdogs.profiles import PROFILES_FILE, describe, load_profiles
+    from catsdogs.profiles import PROFILES_FILE, apply_profile, describe, load_profiles
     from catsdogs.report import made_where, stale_results
     from catsdogs.revisions import check_revision, has_remote, reader, stale_at
 
@@ -511,16 +512,17 @@ def pr_report(base: str, head: str, profile: str, results_dir: Path | None, out:
         names = (base_commit[:12], head_commit[:12])
         params = {side: yaml.safe_load(reader(repo, commit)("params.yaml") or "") or {}
                   for side, commit in (("base", base_commit), ("head", head_commit))}
-        zoo = len(entry_names(params["head"]))
-        worst = (f"at worst {2 * zoo} trainings (both sides of all {zoo} models, should every "
-                 "one have been made on another machine)")
         if profile == "committed":
             if check_revision(repo, "HEAD") != head_commit:
                 raise click.UsageError(f"--profile committed reports on the checked-out commit; "
                                        f"check out {head} first")
-            stale = pr.prepare_head(repo)
-            plan = (f"Plan: the head trains {len(stale)} model(s) the change left stale"
-                    + (f" ({', '.join(f'`{s}`' for s in stale)})" if stale else "")
+            untouched: list[str] = []
+            zoo = len(entry_names(params["head"]))
+            worst = (f"at worst {2 * zoo} trainings (both sides of all {zoo} models, should every "
+                     "one have been made on another machine)")
+            pending = pr.prepare_head(repo)
+            plan = (f"Plan: the head trains {len(pending)} model(s) the change left stale"
+                    + (f" ({', '.join(f'`{s}`' for s in pending)})" if pending else "")
                     + ", and each of them again at the base wherever the base's committed "
                     f"numbers were made on another machine; {worst}.")
             log.info(plan)
@@ -547,9 +549,18 @@ def pr_report(base: str, head: str, profile: str, results_dir: Path | None, out:
                 raise click.BadParameter(
                     f"no profile '{profile}' in {PROFILES_FILE}; choose committed, auto or one "
                     f"of: {', '.join(load_profiles(repo / PROFILES_FILE))}", param_hint="--profile")
-            plan = (f"Plan: the `{profile}` profile runs at each side not kept in {results_dir} "
-                    f"for this machine; DVC's run cache brings back the stages it ran before "
-                    f"with the same inputs; {worst}.")
+            touched = pr.touched_by_change(repo, base_commit, head_commit, overrides)
+            profiled = apply_profile(params["head"], overrides)
+            trained = pr.models_touched(profiled, touched)
+            untouched = [m for m in entry_names(profiled) if m not in trained]
+            plan = (f"Plan: under the `{profile}` profile the change touches "
+                    + (", ".join(f"`{s}` ({'; '.join(why[:2])})" for s, why in touched.items()
+                                 if s.split("@")[0] in ("train", "finetune"))
+                       or "no training")
+                    + f". Trained at both revisions: {', '.join(trained) or 'none'}; not trained, "
+                    f"as nothing they depend on changed: {', '.join(untouched) or 'none'}. "
+                    "Each is trained once per side, and again here where DVC's run cache hands "
+                    "back outputs another machine made.")
             log.info(plan)
             commits = {"base": base_commit, "head": head_commit}
 
@@ -557,7 +568,8 @@ def pr_report(base: str, head: str, profile: str, results_dir: Path | None, out:
                 kept = pr.kept_folder(results_dir, commits[side], profile, overrides,
                                       here["fingerprint"])
                 return lambda models: pr.made_in_clone(repo, commits[side], kept,
-                                                       overrides=overrides, retrain=models)
+                                                       overrides=overrides, retrain=models,
+                                                       models=trained)
 
             make = {side: make_side(side) for side in commits}
             made = {side: make[side](()) for side in commits}
@@ -573,14 +585,13 @@ def pr_report(base: str, head: str, profile: str, results_dir: Path | None, out:
                           "run at both revisions; a short recipe, so lower than the committed "
                           f"results. {how('base').capitalize()}; {how('head')}."]
         results = {side: made[side].results() for side in ("base", "head")}
-        stale = stale_at(repo, head_commit)
-        provenance = [*stale_results(stale), *provenance, "",
+        provenance = [*stale_results(stale_at(repo, head_commit)), *provenance, "",
                       *made_where(results["base"], results["head"], here, replaced,
                                   {side: made[side].ran for side in made})]
         markdown = _write_report(
             title=f"catsdogs: {head} ({names[1]}) vs {base} ({names[0]})", provenance=provenance,
             base=results["base"], head=results["head"],
-            base_params=params["base"], head_params=params["head"], out=out,
+            base_params=params["base"], head_params=params["head"], out=out, untouched=untouched,
         )
     except UserError as error:
         raise click.ClickException(str(error)) from error

@@ -34,6 +34,7 @@ import yaml
 
 from catsdogs.atomic import atomic_dir
 from catsdogs.config import entry_names
+from catsdogs.machine import MACHINE_FILE
 from catsdogs.profiles import apply_profile, digest
 from catsdogs.results import Results, read_results
 from catsdogs.revisions import (
@@ -45,14 +46,18 @@ from catsdogs.revisions import (
     ran_stages,
     reader,
 )
+from catsdogs.stage_changes import stage_views, touched_stages
 
 logger = logging.getLogger(__name__)
 
 # What a results folder keeps of a pipeline run: enough for results.read_results, and the
 # runs' own MLflow store (params, metrics, tags; their artifacts stay in the deleted clone).
 KEPT = ("dvc.lock", "params.yaml", "metrics", "mlflow.db")
-# Beside them: the models retrained on this machine past DVC's run cache.
-RETRAINED_FILE = "retrained.json"
+# Beside them: which models the folder holds (null: every one) and which of them were
+# retrained on this machine past DVC's run cache.
+MADE_FILE = "made.json"
+# The compare stage's record of the machine each model trained on.
+MACHINES_FILE = "metrics/machines.json"
 # The stage groups that train a model, by params section.
 TRAIN_GROUPS = {"models": "train", "finetune": "finetune"}
 # The pipeline's head is trained at most this many times over to put both sides on one
@@ -81,6 +86,12 @@ def training_stage(params: Mapping[str, Any], model: str) -> str:
     return f"{TRAIN_GROUPS[group]}@{model}"
 
 
+def evaluation_stage(params: Mapping[str, Any], model: str) -> str:
+    """The dvc.yaml stage that evaluates zoo entry `model`."""
+    tuned = model in (params.get("finetune") or {})
+    return f"{'evaluate_finetune' if tuned else 'evaluate'}@{model}"
+
+
 def with_fine_tunes(params: Mapping[str, Any], models: Iterable[str]) -> list[str]:
     """`models` and every fine-tuned entry that continues one of them, parents first."""
     chosen = set(models)
@@ -90,19 +101,28 @@ def with_fine_tunes(params: Mapping[str, Any], models: Iterable[str]) -> list[st
     return [name for name in order if name in chosen]
 
 
-def retrain_here(repo: Path, models: Collection[str]) -> tuple[str, ...]:
+def retrain_here(repo: Path, models: Collection[str], *, whole: bool = True) -> tuple[str, ...]:
     """Retrain `models` in `repo` on this machine, whatever DVC's run cache holds, then run
-    what follows them (evaluations, compare); the stages run."""
+    their evaluations (and, for a `whole` pipeline, compare); the stages run."""
     if not models:
         return ()
     params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8")) or {}
-    stages = [training_stage(params, m) for m in with_fine_tunes(params, models)]
+    chosen = with_fine_tunes(params, models)
+    stages = [training_stage(params, m) for m in chosen]
     logger.info("retraining on this machine: %s", ", ".join(stages))
     # --single-item: only these stages, in this order (parents first); --force: past the run
-    # cache. Then a plain repro brings their evaluations and compare up to date.
+    # cache. Then a plain repro brings their evaluations (and compare) up to date.
     ran = ran_stages(dvc(repo, "repro", "--force", "--single-item", *stages, with_stderr=True,
                          own_store=True))
-    return (*ran, *ran_stages(dvc(repo, "repro", with_stderr=True, own_store=True)))
+    targets = [] if whole else [evaluation_stage(params, m) for m in chosen]
+    ran += ran_stages(dvc(repo, "repro", *targets, with_stderr=True, own_store=True))
+    if not whole:
+        machines = json.loads((repo / MACHINES_FILE).read_text(encoding="utf-8"))
+        for model in chosen:
+            machines[model] = json.loads(
+                (repo / "models" / model / MACHINE_FILE).read_text(encoding="utf-8"))
+        (repo / MACHINES_FILE).write_text(json.dumps(machines))
+    return tuple(ran)
 
 
 def prepare_head(repo: Path) -> list[str]:
@@ -143,32 +163,52 @@ def kept_folder(folder: Path, commit: str, profile: str, overrides: Mapping[str,
     return folder / f"{commit[:12]}-{profile}-{digest(overrides)}-{fingerprint}"
 
 
+def _profiled(clone: Path, overrides: Mapping[str, Any] | None) -> dict:
+    """The clone's params, with the profile's `overrides` written into its params.yaml."""
+    params_file = clone / "params.yaml"
+    params = yaml.safe_load(params_file.read_text(encoding="utf-8")) or {}
+    if overrides is not None:
+        params = apply_profile(params, overrides)
+        params_file.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    return params
+
+
 def made_in_clone(
     repo: Path, commit: str, kept: Path, *, overrides: Mapping[str, Any] | None = None,
-    pull: bool = False, retrain: Collection[str] = (),
+    pull: bool = False, retrain: Collection[str] = (), models: Collection[str] | None = None,
 ) -> Made:
-    """Results of `commit` (under `overrides`, a profile, when given) from `kept` when a run
-    made them there before with at least `retrain` retrained on this machine; else made now
+    """Results of `commit` (under `overrides`, a profile, when given): of every model, or of
+    `models` only (their training and evaluation, and what those need). From `kept` when a run
+    made them there before, with at least `retrain` retrained on this machine; else made now
     in a clone sharing the repository's DVC cache, pulling from the remote first with `pull`,
     and kept there."""
-    retrained_file = kept / RETRAINED_FILE
-    if (kept / "dvc.lock").is_file() and retrained_file.is_file():
-        before = json.loads(retrained_file.read_text(encoding="utf-8"))
-        if set(retrain) <= set(before):
-            return Made(folder_reader(kept), reused=True, retrained=tuple(before))
+    made_file = kept / MADE_FILE
+    before = json.loads(made_file.read_text(encoding="utf-8")) if made_file.is_file() else None
+    if before is not None and (kept / "dvc.lock").is_file() and set(retrain) <= set(
+            before["retrained"]) and (before["models"] is None or (
+            models is not None and set(models) <= set(before["models"]))):
+        return Made(folder_reader(kept), reused=True, retrained=tuple(before["retrained"]))
+    if models is not None and before is not None and before["models"] is not None:
+        models = sorted(set(models) | set(before["models"]))  # the folder keeps what it had
     cache = dvc(repo, "cache", "dir").strip().splitlines()[-1]
     with tempfile.TemporaryDirectory(prefix="catsdogs-pr-") as tmp:
         clone = clone_at(repo, commit, Path(tmp) / "repo")
         dvc(clone, "cache", "dir", "--local", cache)
-        if overrides is not None:
-            params_file = clone / "params.yaml"
-            params = yaml.safe_load(params_file.read_text(encoding="utf-8"))
-            params_file.write_text(yaml.safe_dump(apply_profile(params, overrides), sort_keys=False),
-                                   encoding="utf-8")
+        params = _profiled(clone, overrides)
         if pull:
             dvc(clone, "pull", "--allow-missing")
-        ran = ran_stages(dvc(clone, "repro", with_stderr=True, own_store=True))
-        ran += retrain_here(clone, retrain)
+        if models is None:
+            ran = ran_stages(dvc(clone, "repro", with_stderr=True, own_store=True))
+        else:
+            targets = [evaluation_stage(params, m) for m in models if m in entry_names(params)]
+            ran = ran_stages(dvc(clone, "repro", *targets, with_stderr=True, own_store=True)) \
+                if targets else []
+            # compare did not run: the machines come from the model folders, as it takes them.
+            (clone / MACHINES_FILE).parent.mkdir(parents=True, exist_ok=True)
+            (clone / MACHINES_FILE).write_text(json.dumps({
+                m: json.loads((clone / "models" / m / MACHINE_FILE).read_text(encoding="utf-8"))
+                for m in entry_names(params) if (clone / "models" / m / MACHINE_FILE).is_file()}))
+        ran += retrain_here(clone, retrain, whole=models is None)
         with atomic_dir(kept) as out:
             for name in KEPT:
                 source = clone / name
@@ -176,8 +216,30 @@ def made_in_clone(
                     shutil.copytree(source, out / name)
                 elif source.is_file():
                     shutil.copy2(source, out / name)
-            (out / RETRAINED_FILE).write_text(json.dumps(sorted(retrain)) + "\n", encoding="utf-8")
+            (out / MADE_FILE).write_text(json.dumps({
+                "models": None if models is None else sorted(models),
+                "retrained": sorted(retrain)}) + "\n", encoding="utf-8")
     return Made(folder_reader(kept), ran=tuple(ran), retrained=tuple(retrain))
+
+
+def touched_by_change(repo: Path, base: str, head: str,
+                      overrides: Mapping[str, Any] | None) -> dict[str, list[str]]:
+    """The stages the change from commit `base` to `head` touches with the profile's
+    `overrides` applied at both (stage_changes), each with why; read from two clones, before
+    anything runs."""
+    with tempfile.TemporaryDirectory(prefix="catsdogs-plan-") as tmp:
+        views = {}
+        for side, commit in (("base", base), ("head", head)):
+            clone = clone_at(repo, commit, Path(tmp) / side)
+            _profiled(clone, overrides)
+            views[side] = stage_views(clone)
+    return touched_stages(views["base"], views["head"])
+
+
+def models_touched(params: Mapping[str, Any], touched: Mapping[str, Any]) -> list[str]:
+    """The zoo entries of `params` whose training or evaluation is among `touched`."""
+    return [m for m in entry_names(params)
+            if {training_stage(params, m), evaluation_stage(params, m)} & set(touched)]
 
 
 def made_elsewhere(base: Results, head: Results, here: str) -> dict[str, set[str]]:

@@ -25,6 +25,8 @@ from catsdogs.stats import CONFIDENCE, SIGNIFICANCE, PairedComparison, compare_p
 
 # The verdict of a model whose base and head numbers come from different machines.
 OTHER_MACHINES = "not comparable: made on different machines"
+# The verdict of a model a pull-request report did not train: nothing it depends on changed.
+UNTOUCHED = "unchanged: nothing it depends on changed"
 # The params sections whose change may change the data a model sees.
 DATA_SECTIONS = ("download.", "split.")
 
@@ -122,15 +124,21 @@ def _paired(base: Results, head: Results, model: str) -> PairedComparison | None
                           list(both["actual_head"] == both["predicted_head"]))
 
 
-def compare_models(base: Results, head: Results, changed: set[str]) -> list[ModelReport]:
-    """A ModelReport per model at either revision: head's order first, then removed ones."""
+def compare_models(base: Results, head: Results, changed: set[str],
+                   untouched: Sequence[str] = ()) -> list[ModelReport]:
+    """A ModelReport per model at either revision: head's order first, then removed ones.
+    `untouched` models were not trained for the report, as nothing they depend on changed:
+    they get the base's numbers where known, none made up for the head, and UNTOUCHED."""
     reports = []
-    for model in dict.fromkeys([*head.models, *base.models]):
+    for model in dict.fromkeys([*head.models, *untouched, *base.models]):
         base_val, base_test = _accuracies(base, model)
         head_val, head_test = _accuracies(head, model)
         numbers = {"base_val": base_val, "head_val": head_val, "base_test": base_test,
                    "head_test": head_test}
-        if model not in base.models:
+        if model in untouched:
+            reports.append(ModelReport(model, base_val=base_val, base_test=base_test,
+                                       note=UNTOUCHED))
+        elif model not in base.models:
             reports.append(ModelReport(model, **numbers, note="new: no base numbers"))
         elif model not in head.models:
             reports.append(ModelReport(model, **numbers, note="removed: no head numbers"))
