@@ -19,8 +19,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import CliRunner
 from conftest import PROJECT_ROOT, project_params, sh, tool_env, write_params
 
+from catsdogs.cli import main
 from catsdogs.train_config import ENTRY_TRAIN_KEYS, FINETUNE_TRAIN_KEYS
 from catsdogs.zoo_stages import ZOO_STAGES_FILE, render
 
@@ -171,6 +173,29 @@ def test_the_zoo_stages_file_is_the_one_params_yaml_makes() -> None:
     committed = (PROJECT_ROOT / ZOO_STAGES_FILE).read_text()
     assert committed == render(project_params()), (
         f"{ZOO_STAGES_FILE} does not match the zoo in params.yaml: run `catsdogs zoo-stages`")
+
+
+def test_catsdogs_zoo_stages_writes_checks_and_names_the_fix(tmp_path: Path) -> None:
+    params = project_params()
+    write_params(tmp_path / "params.yaml", params)
+    args = ["zoo-stages", "--params", str(tmp_path / "params.yaml")]
+    zoo_file = tmp_path / ZOO_STAGES_FILE
+    check = CliRunner().invoke(main, [*args, "--check"])
+    assert check.exit_code == 1 and "run `catsdogs zoo-stages`" in check.output
+    assert not zoo_file.exists()
+    written = CliRunner().invoke(main, args)
+    assert written.exit_code == 0, written.output
+    assert zoo_file.read_text() == render(params)
+    assert CliRunner().invoke(main, [*args, "--check"]).exit_code == 0
+    params["models"][next(iter(params["models"]))]["epochs"] = 3  # an override of its own
+    write_params(tmp_path / "params.yaml", params)
+    assert CliRunner().invoke(main, [*args, "--check"]).exit_code == 1
+    assert CliRunner().invoke(main, args).exit_code == 0
+    assert "epochs: models." in zoo_file.read_text().splitlines()[8]
+    params["finetune"] = {"tuned": {"init_from": "nope", "fine_tune_at": 1}}
+    write_params(tmp_path / "params.yaml", params)
+    bad = CliRunner().invoke(main, args)
+    assert bad.exit_code == 1 and "finetune.tuned.init_from 'nope' is not a model" in bad.output
 
 
 def test_each_train_stage_depends_on_the_settings_its_model_uses() -> None:

@@ -189,10 +189,28 @@ def test_like_for_like_remakes_each_side_made_elsewhere_once() -> None:
     assert made["base"].ran == ("train@m1",)
     assert made["base"].results().machine["m1"] == AVX2
     assert replaced == {"base": {"m1": EPYC}, "head": {}}
+    # On a third kind of machine both sides of m1 retrain there, once each; then m2's two
+    # sides, one machine's still, are compared as they are.
+    third = {**AVX2, "fingerprint": "0123456789ab", "onednn_isa": "avx512_core"}
+    sides["base"].machine["m1"] = EPYC
+    asked.clear()
+
+    def maker_on(side: str):
+        def make(models):
+            asked.append((side, list(models)))
+            for model in models:
+                sides[side].machine[model] = third
+            return Made(served(sides[side]), retrained=tuple(models))
+        return make
+
+    made = {side: Made(served(results)) for side, results in sides.items()}
+    made, replaced = like_for_like({s: maker_on(s) for s in sides}, made, third["fingerprint"])
+    assert sorted(asked) == [("base", ["m1"]), ("head", ["m1"])]
+    assert replaced == {"base": {"m1": EPYC}, "head": {"m1": AVX2}}
 
 
 def test_fine_tunes_of_a_retrained_model_retrain_after_it() -> None:
-    from catsdogs.pull_request import training_stage, with_fine_tunes
+    from catsdogs.zoo_stages import training_stage, with_fine_tunes
 
     params = {"models": {"a": {}, "b": {}}, "finetune": {"a_tuned": {"init_from": "a"},
                                                           "b_tuned": {"init_from": "b"}}}
@@ -217,6 +235,37 @@ def test_the_report_says_where_each_side_was_made_and_why() -> None:
     assert ("- `m2`: base AMD EPYC, avx512_core_bf16, 2 cores, TensorFlow 2.21.0 (46466cdd5c66) "
             "(as it was); head AMD EPYC, avx512_core_bf16, 2 cores, TensorFlow 2.21.0 "
             "(46466cdd5c66) (as it was)") in lines
+
+
+def test_the_plan_says_what_will_train_before_anything_does() -> None:
+    from catsdogs.report import plan_committed, plan_profile
+
+    assert plan_committed(["train@m1"], 6) == (
+        "Plan: the head trains 1 model(s) the change left stale (`train@m1`), and each of them "
+        "again at the base wherever the base's committed numbers were made on another machine; "
+        "at worst 12 trainings (both sides of all 6 models, should every one have been made on "
+        "another machine).")
+    touched = {"train@m1": ["param models.m1.dropout"], "evaluate@m1": ["after train@m1"],
+               "compare": ["after train@m1"]}
+    assert plan_profile("fast", touched, ["m1"], ["m2"]).startswith(
+        "Plan: under the `fast` profile the change touches `train@m1` (param models.m1.dropout). "
+        "Trained at both revisions: m1; not trained, as nothing they depend on changed: m2.")
+    assert plan_profile("fast", {}, [], ["m1", "m2"]).startswith(
+        "Plan: under the `fast` profile the change touches no training. Trained at both "
+        "revisions: none; not trained, as nothing they depend on changed: m1, m2.")
+    assert "every model" in plan_profile("fast", {}, None, ())
+
+
+def test_models_not_trained_get_the_base_numbers_where_known_and_removed_ones_a_row() -> None:
+    base = results(0.60, [True] * 10 + [False] * 10)
+    base.train["gone"], base.evaluation["gone"] = {"val_accuracy": 0.7}, {"accuracy": 0.5, "count": 20}
+    reports = {r.model: r for r in compare_models(base, Results(), set(), untouched=["m", "new"],
+                                                  removed=["gone", "never_trained"])}
+    assert reports["m"].verdict == "unchanged: nothing it depends on changed"
+    assert str(reports["m"].base_test) == "0.5000 (0.299-0.701)" and reports["m"].head_test is None
+    assert reports["new"].verdict == "unchanged: nothing it depends on changed"
+    assert reports["new"].base_test is None
+    assert reports["gone"].verdict == reports["never_trained"].verdict == "removed: no head numbers"
 
 
 def test_stale_committed_results_open_the_report_with_the_refresh() -> None:
@@ -343,6 +392,13 @@ def test_pr_report_without_a_remote_runs_the_profile_at_both_revisions(
     repo = make_project(tmp_path / "repo", params)
     (repo / "profiles.yaml").write_text(yaml.safe_dump(
         {"quick": {"train.epochs": 1, "models.*.epochs": 1}}, sort_keys=False))
+    # main carries the results of its own recipe in metrics/ (here made up, and recognisable):
+    # numbers of another recipe, which a report under the profile must not show as its own.
+    for name in params["models"]:
+        for folder, text in (("train", '{"val_accuracy": 0.123}'),
+                             ("eval", '{"accuracy": 0.321, "count": 4}')):
+            (repo / f"metrics/{folder}").mkdir(parents=True, exist_ok=True)
+            (repo / f"metrics/{folder}/{name}.json").write_text(text)
     base = commit(repo, "a quick profile")
     params["models"][first]["dropout"] = 0.35
     write_params(repo / "params.yaml", params)
@@ -355,7 +411,7 @@ def test_pr_report_without_a_remote_runs_the_profile_at_both_revisions(
     # both revisions; the other is unchanged, with no numbers made up for it.
     assert (f"the change touches `train@{first}` (param models.{first}.dropout). Trained at "
             f"both revisions: {first}; not trained, as nothing they depend on changed: "
-            f"{second};") in report
+            f"{second}.") in report
     for side in ("Base", "head"):
         ran = re.search(fr"{side}: ran (.*?)[.;]", report)[1]
         assert f"`train@{first}`" in ran and f"`evaluate@{first}`" in ran
@@ -371,6 +427,7 @@ def test_pr_report_without_a_remote_runs_the_profile_at_both_revisions(
     assert rows[first][1].startswith(f"{trained['val_accuracy']:.4f}")
     assert rows[first][9] in ("better", "worse", "within noise", "unchanged")
     assert rows[second][1:] == ["-"] * 8 + ["unchanged: nothing it depends on changed"]
+    assert "0.123" not in report and "0.321" not in report and "## Leaderboard" not in report
 
     # The runs went to a store of their own, kept with the results; the server saw nothing.
     server = MlflowClient(mlflow_server)

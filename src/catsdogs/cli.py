@@ -24,7 +24,7 @@ from catsdogs.stage_support import setup_logging
 
 if TYPE_CHECKING:
     import subprocess
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
 
     from catsdogs.predict import Prediction, Skipped
 
@@ -243,7 +243,7 @@ def evaluate(path: Path, model_source: str | None, fmt: str, params_path: Path, 
 
 def _write_report(
     *, title: str, provenance: list[str], base, head, base_params: dict, head_params: dict,
-    out: Path, untouched: list[str] | tuple[str, ...] = (),
+    out: Path, untouched: Sequence[str] = (), removed: Sequence[str] = (),
 ) -> str:
     """Compare two Results (`untouched` models were not trained: nothing they depend on
     changed), draw the figures beside `out`, write the Markdown to `out` and, in a GitHub
@@ -256,11 +256,13 @@ def _write_report(
     from catsdogs.report import compare_models, param_changes, render
 
     params = param_changes(base_params, head_params)
-    reports = compare_models(base, head, set(params["param"]), untouched)
+    reports = compare_models(base, head, set(params["param"]), untouched, removed)
     drawn = []
     with atomic_dir(out.parent / "figures") as tmp:
-        for model in (r.model for r in reports if r.model not in untouched):
+        for model in (r.model for r in reports):
             histories = {"base": base.history.get(model), "head": head.history.get(model)}
+            if all(history is None for history in histories.values()):
+                continue  # not trained for this report, nor kept from another
             figures.curves_compared(histories, tmp / f"{model}_curves.png",
                                     f"{model}: accuracy per epoch")
             matrices = {label: (results.evaluation.get(model) or {}).get("confusion_matrix")
@@ -479,10 +481,13 @@ def report(ctx: click.Context, base: str, head: str, working_tree: bool, out: Pa
               help="Where results made in a clone are kept, by commit, profile and machine "
                    "(the base's are reused by the next push on the same kind of machine)  "
                    "[default: .catsdogs/results in --repo].")
+@click.option("--every-model", is_flag=True,
+              help="Under a profile, train every model at both revisions, not only those the "
+                   "change touches (e.g. to make a commit's results ahead of its pull requests).")
 @_OUT
 @_REPO
-def pr_report(base: str, head: str, profile: str, results_dir: Path | None, out: Path,
-              repo: Path) -> None:
+def pr_report(base: str, head: str, profile: str, results_dir: Path | None, every_model: bool,
+              out: Path, repo: Path) -> None:
     """Report what a pull request did to every model's accuracy, like for like.
 
     Makes the numbers first: as committed, or under a profile at both the base and the head;
@@ -490,108 +495,50 @@ def pr_report(base: str, head: str, profile: str, results_dir: Path | None, out:
     elsewhere. Writes the Markdown to --out and, in GitHub Actions, to the job summary.
     """
     setup_logging()
-    import logging
-
     import yaml
 
     from catsdogs import machine
     from catsdogs import pull_request as pr
-    from catsdogs.config import entry_names
-    from catsdogs.profiles import PROFILES_FILE, apply_profile, describe, load_profiles
-    from catsdogs.report import made_where, stale_results
+    from catsdogs.profiles import PROFILES_FILE, load_profiles
+    from catsdogs.report import made_where, numbers_committed, numbers_profile, stale_results
     from catsdogs.revisions import check_revision, has_remote, reader, stale_at
 
-    log = logging.getLogger("catsdogs.pr_report")
     repo = repo.resolve()
     results_dir = (results_dir or repo / ".catsdogs/results").resolve()
     here = machine.describe()
     try:
-        base_commit, head_commit = check_revision(repo, base), check_revision(repo, head)
+        commits = {"base": check_revision(repo, base), "head": check_revision(repo, head)}
         if profile == "auto":
             profile = "committed" if has_remote(repo) else "fast"
-        names = (base_commit[:12], head_commit[:12])
-        params = {side: yaml.safe_load(reader(repo, commit)("params.yaml") or "") or {}
-                  for side, commit in (("base", base_commit), ("head", head_commit))}
         if profile == "committed":
-            if check_revision(repo, "HEAD") != head_commit:
+            if check_revision(repo, "HEAD") != commits["head"]:
                 raise click.UsageError(f"--profile committed reports on the checked-out commit; "
                                        f"check out {head} first")
-            untouched: list[str] = []
-            zoo = len(entry_names(params["head"]))
-            worst = (f"at worst {2 * zoo} trainings (both sides of all {zoo} models, should every "
-                     "one have been made on another machine)")
-            pending = pr.prepare_head(repo)
-            plan = (f"Plan: the head trains {len(pending)} model(s) the change left stale"
-                    + (f" ({', '.join(f'`{s}`' for s in pending)})" if pending else "")
-                    + ", and each of them again at the base wherever the base's committed "
-                    f"numbers were made on another machine; {worst}.")
-            log.info(plan)
-            kept = pr.kept_folder(results_dir, base_commit, "committed", {}, here["fingerprint"])
-            make = {"base": lambda models: pr.made_in_clone(repo, base_commit, kept, pull=True,
-                                                            retrain=models),
-                    "head": lambda models: pr.retrained_in_place(repo, models)}
-            made = {"base": pr.Made(reader(repo, base_commit)), "head": pr.made_as_committed(repo)}
-            made, replaced = pr.like_for_like(make, made, here["fingerprint"])
-
-            def how(side: str) -> str:
-                if side == "base":
-                    return ("its committed results" if not made["base"].retrained else
-                            "its committed results, with " + ", ".join(made["base"].retrained)
-                            + " retrained here (in a clone)")
-                return ("outputs pulled from the DVC remote, then `dvc repro` ran "
-                        + (", ".join(f"`{s}`" for s in made["head"].ran) or "nothing"))
-
-            provenance = [plan, "", "Numbers: the recipe as committed (params.yaml). Base: "
-                          f"{how('base')}. Head: {how('head')}."]
+            outcome = pr.report_as_committed(repo, commits["base"], results_dir,
+                                             here["fingerprint"])
+            numbers = numbers_committed(outcome.base.retrained, outcome.head.ran)
         else:
             overrides = load_profiles(repo / PROFILES_FILE).get(profile)
             if overrides is None:
                 raise click.BadParameter(
                     f"no profile '{profile}' in {PROFILES_FILE}; choose committed, auto or one "
                     f"of: {', '.join(load_profiles(repo / PROFILES_FILE))}", param_hint="--profile")
-            touched = pr.touched_by_change(repo, base_commit, head_commit, overrides)
-            profiled = apply_profile(params["head"], overrides)
-            trained = pr.models_touched(profiled, touched)
-            untouched = [m for m in entry_names(profiled) if m not in trained]
-            plan = (f"Plan: under the `{profile}` profile the change touches "
-                    + (", ".join(f"`{s}` ({'; '.join(why[:2])})" for s, why in touched.items()
-                                 if s.split("@")[0] in ("train", "finetune"))
-                       or "no training")
-                    + f". Trained at both revisions: {', '.join(trained) or 'none'}; not trained, "
-                    f"as nothing they depend on changed: {', '.join(untouched) or 'none'}. "
-                    "Each is trained once per side, and again here where DVC's run cache hands "
-                    "back outputs another machine made.")
-            log.info(plan)
-            commits = {"base": base_commit, "head": head_commit}
-
-            def make_side(side: str):
-                kept = pr.kept_folder(results_dir, commits[side], profile, overrides,
-                                      here["fingerprint"])
-                return lambda models: pr.made_in_clone(repo, commits[side], kept,
-                                                       overrides=overrides, retrain=models,
-                                                       models=trained)
-
-            make = {side: make_side(side) for side in commits}
-            made = {side: make[side](()) for side in commits}
-            made, replaced = pr.like_for_like(make, made, here["fingerprint"])
-
-            def how(side: str) -> str:
-                if made[side].reused:
-                    return f"{side}: reused from {results_dir}"
-                ran = ", ".join(f"`{s}`" for s in made[side].ran) or "nothing"
-                return f"{side}: ran {ran}"
-
-            provenance = [plan, "", f"Numbers: the `{profile}` profile ({describe(overrides)}), "
-                          "run at both revisions; a short recipe, so lower than the committed "
-                          f"results. {how('base').capitalize()}; {how('head')}."]
-        results = {side: made[side].results() for side in ("base", "head")}
-        provenance = [*stale_results(stale_at(repo, head_commit)), *provenance, "",
-                      *made_where(results["base"], results["head"], here, replaced,
-                                  {side: made[side].ran for side in made})]
+            outcome = pr.report_under_profile(repo, commits, profile, overrides, results_dir,
+                                              here["fingerprint"], every_model=every_model)
+            numbers = numbers_profile(profile, overrides, str(results_dir), {
+                side: (made.reused, made.ran)
+                for side, made in (("base", outcome.base), ("head", outcome.head))})
+        results = {"base": outcome.base.results(), "head": outcome.head.results()}
+        provenance = [*stale_results(stale_at(repo, commits["head"])), outcome.plan, "", numbers,
+                      "", *made_where(results["base"], results["head"], here, outcome.replaced,
+                                      {"base": outcome.base.ran, "head": outcome.head.ran})]
+        params = {side: yaml.safe_load(reader(repo, commit)("params.yaml") or "") or {}
+                  for side, commit in commits.items()}
         markdown = _write_report(
-            title=f"catsdogs: {head} ({names[1]}) vs {base} ({names[0]})", provenance=provenance,
-            base=results["base"], head=results["head"],
-            base_params=params["base"], head_params=params["head"], out=out, untouched=untouched,
+            title=f"catsdogs: {head} ({commits['head'][:12]}) vs {base} ({commits['base'][:12]})",
+            provenance=provenance, base=results["base"], head=results["head"],
+            base_params=params["base"], head_params=params["head"], out=out,
+            untouched=outcome.untouched, removed=outcome.removed,
         )
     except UserError as error:
         raise click.ClickException(str(error)) from error

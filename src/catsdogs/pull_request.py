@@ -4,9 +4,9 @@ Two ways to make them:
 - as committed (`committed`): the recipe in params.yaml. The head's outputs come from the DVC
   remote (`dvc pull`) and `dvc repro` retrains what the change made stale; the base's numbers
   are the metrics/ and dvc.lock committed with it.
-- under a profile of profiles.yaml (e.g. `fast`): the same short recipe runs at both
-  revisions, each in a clone that shares the repository's DVC cache, so a stage the two share
-  runs once (DVC's run cache).
+- under a profile of profiles.yaml (e.g. `fast`): the same short recipe at both revisions,
+  each in a clone that shares the repository's DVC cache, for the models the change touches
+  (stage_changes, worked out before training) or, asked for, every model.
 Either way, a model whose base and head numbers come from two machines (catsdogs.machine: the
 CNNs trained from scratch end a few points apart on two kinds of CPU) is retrained here on
 each side made elsewhere, forced past DVC's run cache, which would hand back the other
@@ -16,7 +16,7 @@ the next push of a pull request on the same kind of machine reuses its base's.
 The stages log to a store of their own (the repository's or the clone's mlflow.db, kept with
 the results), never to the tracking server MLFLOW_TRACKING_URI names: a report's runs,
 short-recipe models among them, must not reach the team's registry.
-Runs git and DVC (revisions.py); returns where the results can be read.
+Runs git and DVC (revisions.py); returns where the results can be read and how they were made.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,8 @@ from catsdogs.atomic import atomic_dir
 from catsdogs.config import entry_names
 from catsdogs.machine import MACHINE_FILE
 from catsdogs.profiles import apply_profile, digest
-from catsdogs.results import Results, read_results
+from catsdogs.report import plan_committed, plan_profile
+from catsdogs.results import DATA_FILE, MACHINES_FILE, MODEL_FILES, Results, read_results
 from catsdogs.revisions import (
     RevisionError,
     changed_files,
@@ -46,7 +47,8 @@ from catsdogs.revisions import (
     ran_stages,
     reader,
 )
-from catsdogs.stage_changes import stage_views, touched_stages
+from catsdogs.stage_changes import downstream, stage_views, touched_stages
+from catsdogs.zoo_stages import evaluation_stage, training_stage, with_fine_tunes
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +58,8 @@ KEPT = ("dvc.lock", "params.yaml", "metrics", "mlflow.db")
 # Beside them: which models the folder holds (null: every one) and which of them were
 # retrained on this machine past DVC's run cache.
 MADE_FILE = "made.json"
-# The compare stage's record of the machine each model trained on.
-MACHINES_FILE = "metrics/machines.json"
-# The stage groups that train a model, by params section.
-TRAIN_GROUPS = {"models": "train", "finetune": "finetune"}
-# The pipeline's head is trained at most this many times over to put both sides on one
-# machine: once is enough unless a fine-tune's parent came back bit-identical.
+# Rounds of retraining until no model's two sides come from two machines: one is enough
+# unless a fine-tune's parent came back bit-identical and the fine-tune kept its old machine.
 ROUNDS = 3
 
 
@@ -80,55 +78,59 @@ class Made:
         return read_results(self.read, [])
 
 
-def training_stage(params: Mapping[str, Any], model: str) -> str:
-    """The dvc.yaml stage that trains zoo entry `model`: train@<model> or finetune@<model>."""
-    group = "finetune" if model in (params.get("finetune") or {}) else "models"
-    return f"{TRAIN_GROUPS[group]}@{model}"
+@dataclass(frozen=True)
+class Outcome:
+    """Both sides of a report, made, and what the report says of how: the plan it logged
+    before training, per side the machine records of numbers it retrained here, the models
+    it did not train (nothing they depend on changed) and those only the base has."""
 
-
-def evaluation_stage(params: Mapping[str, Any], model: str) -> str:
-    """The dvc.yaml stage that evaluates zoo entry `model`."""
-    tuned = model in (params.get("finetune") or {})
-    return f"{'evaluate_finetune' if tuned else 'evaluate'}@{model}"
-
-
-def with_fine_tunes(params: Mapping[str, Any], models: Iterable[str]) -> list[str]:
-    """`models` and every fine-tuned entry that continues one of them, parents first."""
-    chosen = set(models)
-    tuned = params.get("finetune") or {}
-    chosen |= {name for name, entry in tuned.items() if (entry or {}).get("init_from") in chosen}
-    order = [*(params.get("models") or {}), *tuned]
-    return [name for name in order if name in chosen]
+    base: Made
+    head: Made
+    plan: str
+    replaced: dict[str, dict[str, dict]] = field(default_factory=dict)
+    untouched: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
 
 
 def retrain_here(repo: Path, models: Collection[str], *, whole: bool = True) -> tuple[str, ...]:
     """Retrain `models` in `repo` on this machine, whatever DVC's run cache holds, then run
-    their evaluations (and, for a `whole` pipeline, compare); the stages run."""
+    their evaluations; the stages run. In a `whole` pipeline the fine-tunes of a retrained
+    model retrain too (they are stale, and the run cache could hand back another machine's),
+    and compare runs; else only `models`, and their machines are written as compare would."""
     if not models:
         return ()
     params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8")) or {}
-    chosen = with_fine_tunes(params, models)
+    chosen = with_fine_tunes(params, models) if whole else \
+        [m for m in entry_names(params) if m in models]
     stages = [training_stage(params, m) for m in chosen]
     logger.info("retraining on this machine: %s", ", ".join(stages))
     # --single-item: only these stages, in this order (parents first); --force: past the run
-    # cache. Then a plain repro brings their evaluations (and compare) up to date.
+    # cache. Then a repro brings their evaluations (and compare) up to date.
     ran = ran_stages(dvc(repo, "repro", "--force", "--single-item", *stages, with_stderr=True,
                          own_store=True))
     targets = [] if whole else [evaluation_stage(params, m) for m in chosen]
     ran += ran_stages(dvc(repo, "repro", *targets, with_stderr=True, own_store=True))
     if not whole:
-        machines = json.loads((repo / MACHINES_FILE).read_text(encoding="utf-8"))
-        for model in chosen:
-            machines[model] = json.loads(
-                (repo / "models" / model / MACHINE_FILE).read_text(encoding="utf-8"))
-        (repo / MACHINES_FILE).write_text(json.dumps(machines))
+        _record_machines(repo, chosen)
     return tuple(ran)
+
+
+def _record_machines(repo: Path, models: Sequence[str]) -> None:
+    """Add `models`' machines (from their model folders) to MACHINES_FILE, as compare does."""
+    file = repo / MACHINES_FILE
+    machines = json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
+    for model in models:
+        made = repo / "models" / model / MACHINE_FILE
+        if made.is_file():
+            machines[model] = json.loads(made.read_text(encoding="utf-8"))
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps(machines, indent=2) + "\n", encoding="utf-8")
 
 
 def prepare_head(repo: Path) -> list[str]:
     """Pull the working tree's outputs from the DVC remote; return the training stages
-    `dvc repro` will then run, or bring back from DVC's run cache, and the fine-tunes after
-    them.
+    `dvc repro` will then run, or bring back from DVC's run cache: those `dvc status` lists
+    and those downstream of them.
 
     The working tree must hold no uncommitted change to tracked files: the report compares
     commits.
@@ -138,11 +140,9 @@ def prepare_head(repo: Path) -> list[str]:
                             "commit or stash them: the report compares commits")
     dvc(repo, "pull", "--allow-missing")
     params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8")) or {}
-    pending = set(json.loads(dvc(repo, "status", "--json") or "{}"))
-    if pending & {"download", "split", "pretrained"}:
-        pending |= {training_stage(params, m) for m in entry_names(params)}
-    models = [m for m in entry_names(params) if training_stage(params, m) in pending]
-    return [training_stage(params, m) for m in with_fine_tunes(params, models)]
+    pending = downstream(stage_views(repo), json.loads(dvc(repo, "status", "--json") or "{}"))
+    return [training_stage(params, m) for m in entry_names(params)
+            if training_stage(params, m) in pending]
 
 
 def made_as_committed(repo: Path) -> Made:
@@ -150,11 +150,6 @@ def made_as_committed(repo: Path) -> Made:
     retrains what is stale."""
     return Made(reader(repo, None), tuple(ran_stages(dvc(repo, "repro", with_stderr=True,
                                                           own_store=True))))
-
-
-def retrained_in_place(repo: Path, models: Collection[str]) -> Made:
-    """The working tree's results with `models` retrained on this machine (retrain_here)."""
-    return Made(reader(repo, None), retrain_here(repo, models), retrained=tuple(models))
 
 
 def kept_folder(folder: Path, commit: str, profile: str, overrides: Mapping[str, Any],
@@ -171,6 +166,24 @@ def _profiled(clone: Path, overrides: Mapping[str, Any] | None) -> dict:
         params = apply_profile(params, overrides)
         params_file.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     return params
+
+
+def _keep(clone: Path, out: Path, models: Collection[str] | None) -> None:
+    """Copy into `out` what a results folder keeps of `clone`: everything of KEPT for a whole
+    run; for `models` only, their own metrics and the data facts, and no other model's
+    (metrics/ is in git: the clone has the committed numbers of models this run did not make,
+    of another recipe)."""
+    for name in KEPT:
+        source = clone / name
+        if name == "metrics" and models is not None:
+            for path in [DATA_FILE, MACHINES_FILE, *(f.format(m) for m in models for f in MODEL_FILES)]:
+                if (clone / path).is_file():
+                    (out / path).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(clone / path, out / path)
+        elif source.is_dir():
+            shutil.copytree(source, out / name)
+        elif source.is_file():
+            shutil.copy2(source, out / name)
 
 
 def made_in_clone(
@@ -200,22 +213,14 @@ def made_in_clone(
         if models is None:
             ran = ran_stages(dvc(clone, "repro", with_stderr=True, own_store=True))
         else:
-            targets = [evaluation_stage(params, m) for m in models if m in entry_names(params)]
+            models = [m for m in entry_names(params) if m in models]
+            targets = [evaluation_stage(params, m) for m in models]
             ran = ran_stages(dvc(clone, "repro", *targets, with_stderr=True, own_store=True)) \
                 if targets else []
-            # compare did not run: the machines come from the model folders, as it takes them.
-            (clone / MACHINES_FILE).parent.mkdir(parents=True, exist_ok=True)
-            (clone / MACHINES_FILE).write_text(json.dumps({
-                m: json.loads((clone / "models" / m / MACHINE_FILE).read_text(encoding="utf-8"))
-                for m in entry_names(params) if (clone / "models" / m / MACHINE_FILE).is_file()}))
+            _record_machines(clone, models)  # compare did not run
         ran += retrain_here(clone, retrain, whole=models is None)
         with atomic_dir(kept) as out:
-            for name in KEPT:
-                source = clone / name
-                if source.is_dir():
-                    shutil.copytree(source, out / name)
-                elif source.is_file():
-                    shutil.copy2(source, out / name)
+            _keep(clone, out, models)
             (out / MADE_FILE).write_text(json.dumps({
                 "models": None if models is None else sorted(models),
                 "retrained": sorted(retrain)}) + "\n", encoding="utf-8")
@@ -261,9 +266,9 @@ def made_elsewhere(base: Results, head: Results, here: str) -> dict[str, set[str
 def like_for_like(
     make: Mapping[str, Callable[[Collection[str]], Made]], made: dict[str, Made], here: str
 ) -> tuple[dict[str, Made], dict[str, dict[str, dict]]]:
-    """Remake each side (`make[side](models to retrain here)`) until no model's two sides come
-    from two machines; `made` holds each side as first made. Returns the sides, and per side
-    the machine records of the numbers each retrained model replaced."""
+    """Remake each side (`make[side](every model to have retrained here)`) until no model's
+    two sides come from two machines; `made` holds each side as first made. Returns the
+    sides, and per side the machine records of the numbers each retrained model replaced."""
     replaced: dict[str, dict[str, dict]] = {"base": {}, "head": {}}
     for _ in range(ROUNDS):
         results = {side: made[side].results() for side in ("base", "head")}
@@ -281,4 +286,61 @@ def like_for_like(
             again = make[side](sorted(models | set(previous.retrained)))
             made[side] = Made(again.read, (*previous.ran, *again.ran), again.reused,
                               tuple(sorted(set(again.retrained) | set(previous.retrained))))
+    else:
+        left = made_elsewhere(made["base"].results(), made["head"].results(), here)
+        if any(left.values()):
+            logger.warning("still made on two machines after %d rounds: %s", ROUNDS,
+                           ", ".join(sorted(set().union(*left.values()))))
     return made, replaced
+
+
+def report_as_committed(repo: Path, base_commit: str, results_dir: Path,
+                        here: str) -> Outcome:
+    """Both sides under the committed recipe: the head in the working tree (pulled, then
+    `dvc repro`), the base as committed; each model made on two machines retrained here."""
+    params = yaml.safe_load(reader(repo, None)("params.yaml") or "") or {}
+    pending = prepare_head(repo)
+    plan = plan_committed(pending, len(entry_names(params)))
+    logger.info(plan)
+    kept = kept_folder(results_dir, base_commit, "committed", {}, here)
+    done: set[str] = set()
+
+    def retrain_head(models: Collection[str]) -> Made:
+        # In place: what an earlier round retrained here stays retrained.
+        new = [m for m in models if m not in done]
+        done.update(new)
+        return Made(reader(repo, None), retrain_here(repo, new), retrained=tuple(sorted(done)))
+
+    make = {"base": lambda models: made_in_clone(repo, base_commit, kept, pull=True,
+                                                 retrain=models),
+            "head": retrain_head}
+    made = {"base": Made(reader(repo, base_commit)), "head": made_as_committed(repo)}
+    made, replaced = like_for_like(make, made, here)
+    return Outcome(made["base"], made["head"], plan, replaced)
+
+
+def report_under_profile(
+    repo: Path, commits: Mapping[str, str], profile: str, overrides: Mapping[str, Any],
+    results_dir: Path, here: str, *, every_model: bool = False,
+) -> Outcome:
+    """Both sides under a profile, each in a clone: the models the change touches (all of
+    them with `every_model`); each model made on two machines retrained here."""
+    params = {side: apply_profile(yaml.safe_load(reader(repo, commit)("params.yaml") or "") or {},
+                                  overrides) for side, commit in commits.items()}
+    touched = touched_by_change(repo, commits["base"], commits["head"], overrides)
+    trained = None if every_model else models_touched(params["head"], touched)
+    untouched = () if trained is None else tuple(
+        m for m in entry_names(params["head"]) if m not in trained)
+    removed = tuple(m for m in entry_names(params["base"]) if m not in entry_names(params["head"]))
+    plan = plan_profile(profile, touched, trained, untouched)
+    logger.info(plan)
+
+    def maker(side: str) -> Callable[[Collection[str]], Made]:
+        kept = kept_folder(results_dir, commits[side], profile, overrides, here)
+        return lambda models: made_in_clone(repo, commits[side], kept, overrides=overrides,
+                                            retrain=models, models=trained)
+
+    make = {side: maker(side) for side in commits}
+    made = {side: make[side](()) for side in commits}
+    made, replaced = like_for_like(make, made, here)
+    return Outcome(made["base"], made["head"], plan, replaced, untouched, removed)

@@ -20,6 +20,7 @@ import pandas as pd
 from catsdogs.compare import leaderboard_markdown
 from catsdogs.config import flatten
 from catsdogs.machine import summary as machine_summary
+from catsdogs.profiles import describe
 from catsdogs.results import DATA_PREFIX, Results
 from catsdogs.stats import CONFIDENCE, SIGNIFICANCE, PairedComparison, compare_paired, wilson_interval
 
@@ -125,12 +126,13 @@ def _paired(base: Results, head: Results, model: str) -> PairedComparison | None
 
 
 def compare_models(base: Results, head: Results, changed: set[str],
-                   untouched: Sequence[str] = ()) -> list[ModelReport]:
+                   untouched: Sequence[str] = (), removed: Sequence[str] = ()) -> list[ModelReport]:
     """A ModelReport per model at either revision: head's order first, then removed ones.
     `untouched` models were not trained for the report, as nothing they depend on changed:
-    they get the base's numbers where known, none made up for the head, and UNTOUCHED."""
+    they get the base's numbers where known, none made up for the head, and UNTOUCHED;
+    `removed` ones are in the base's zoo only, with or without numbers."""
     reports = []
-    for model in dict.fromkeys([*head.models, *untouched, *base.models]):
+    for model in dict.fromkeys([*head.models, *untouched, *base.models, *removed]):
         base_val, base_test = _accuracies(base, model)
         head_val, head_test = _accuracies(head, model)
         numbers = {"base_val": base_val, "head_val": head_val, "base_test": base_test,
@@ -138,10 +140,10 @@ def compare_models(base: Results, head: Results, changed: set[str],
         if model in untouched:
             reports.append(ModelReport(model, base_val=base_val, base_test=base_test,
                                        note=UNTOUCHED))
+        elif model in removed or (model in base.models and model not in head.models):
+            reports.append(ModelReport(model, **numbers, note="removed: no head numbers"))
         elif model not in base.models:
             reports.append(ModelReport(model, **numbers, note="new: no base numbers"))
-        elif model not in head.models:
-            reports.append(ModelReport(model, **numbers, note="removed: no head numbers"))
         elif differing := _unexplained(base, head, model, changed):
             reports.append(ModelReport(model, **numbers, unexplained=differing,
                                        note="not comparable"))
@@ -284,3 +286,54 @@ def made_where(base: Results, head: Results, here: Mapping[str, str],
             sides.append(f"{side} {where} ({why})")
         lines.append(f"- `{model}`: " + "; ".join(sides))
     return [*lines, ""]
+
+
+def _stages(names: Sequence[str]) -> str:
+    return ", ".join(f"`{name}`" for name in names)
+
+
+def plan_committed(pending: Sequence[str], zoo_size: int) -> str:
+    """What a report under the committed recipe will train, said before it does."""
+    return (f"Plan: the head trains {len(pending)} model(s) the change left stale"
+            + (f" ({_stages(pending)})" if pending else "")
+            + ", and each of them again at the base wherever the base's committed numbers were "
+            f"made on another machine; at worst {2 * zoo_size} trainings (both sides of all "
+            f"{zoo_size} models, should every one have been made on another machine).")
+
+
+def plan_profile(profile: str, touched: Mapping[str, Sequence[str]],
+                 trained: Sequence[str] | None, untouched: Sequence[str]) -> str:
+    """What a report under a profile will train (None: every model), and why, said before
+    it does: the training stages the change touches, with their first reasons."""
+    if trained is None:
+        return (f"Plan: the `{profile}` profile's whole recipe at both revisions, every model; "
+                "each is trained once per side, and again here where DVC's run cache hands back "
+                "outputs another machine made.")
+    why = ", ".join(f"`{stage}` ({'; '.join(reasons[:2])})" for stage, reasons in touched.items()
+                    if stage.split("@")[0] in ("train", "finetune"))
+    return (f"Plan: under the `{profile}` profile the change touches {why or 'no training'}. "
+            f"Trained at both revisions: {', '.join(trained) or 'none'}; not trained, as nothing "
+            f"they depend on changed: {', '.join(untouched) or 'none'}. Each is trained once per "
+            "side, and again here where DVC's run cache hands back outputs another machine made.")
+
+
+def numbers_committed(base_retrained: Sequence[str], head_ran: Sequence[str]) -> str:
+    """How a report under the committed recipe made its numbers."""
+    base = "its committed results" + (
+        f", with {', '.join(base_retrained)} retrained here (in a clone)" if base_retrained else "")
+    return (f"Numbers: the recipe as committed (params.yaml). Base: {base}. Head: outputs pulled "
+            f"from the DVC remote, then `dvc repro` ran {_stages(head_ran) or 'nothing'}.")
+
+
+def numbers_profile(profile: str, overrides: Mapping[str, Any], kept: str,
+                    sides: Mapping[str, tuple[bool, Sequence[str]]]) -> str:
+    """How a report under a profile made its numbers; `sides`: per side, (reused from the
+    `kept` folder, stages run)."""
+
+    def how(side: str) -> str:
+        reused, ran = sides[side]
+        return f"{side}: reused from {kept}" if reused else f"{side}: ran {_stages(ran) or 'nothing'}"
+
+    return (f"Numbers: the `{profile}` profile ({describe(overrides)}), run at both revisions; a "
+            "short recipe, so lower than the committed results. "
+            f"{how('base').capitalize()}; {how('head')}.")

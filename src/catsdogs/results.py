@@ -24,6 +24,10 @@ from catsdogs.config import entry_names, flatten
 Reader = Callable[[str], "str | None"]
 # The dvc.yaml stage groups whose params make a model's numbers.
 MODEL_STAGES = ("train", "finetune", "evaluate", "evaluate_finetune")
+# The machine each model trained on, as the compare stage records it from the model folders.
+MACHINES_FILE = "metrics/machines.json"
+# The data facts the split stage writes.
+DATA_FILE = "metrics/data.json"
 # Each model's files a Results reads, relative to the repository root.
 MODEL_FILES = ("metrics/train/{}.json", "metrics/eval/{}.json", "metrics/predictions/{}.csv",
                "metrics/history/{}.csv")
@@ -92,6 +96,6 @@ def read_results(read: Reader, models: Iterable[str]) -> Results:
             if value is not None:
                 found[key][name] = value
     return Results(**found, recipe=recipes(yaml.safe_load(read("dvc.lock") or "")),
-                   machine=_json(read("metrics/machines.json")) or {},
-                   data=_json(read("metrics/data.json")),
+                   machine=_json(read(MACHINES_FILE)) or {},
+                   data=_json(read(DATA_FILE)),
                    leaderboard=_csv(read("metrics/leaderboard.csv")), params=params)

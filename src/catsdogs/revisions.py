@@ -126,8 +126,9 @@ def stale_stages(status: dict) -> dict[str, list[str]]:
                 continue
             for kind, files in entry.items():
                 for path, how in files.items() if isinstance(files, dict) else []:
-                    # A changed param's `how` is a mapping of old and new values.
-                    if kind == "changed params" or not isinstance(how, str) or how not in MISSING_ONLY:
+                    # Changed params come as a changed dep, the params file, whose `how` is a
+                    # mapping of each changed key to how it changed.
+                    if not isinstance(how, str) or how not in MISSING_ONLY:
                         stale.setdefault(stage, []).append(f"{kind} {path} ({how})")
     return stale
 

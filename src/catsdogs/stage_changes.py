@@ -12,6 +12,7 @@ Writes nothing.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,3 +99,16 @@ def touched_stages(base: dict[str, StageView], head: dict[str, StageView]) -> di
                 touched[name] = reasons
                 changed = True
     return touched
+
+
+def downstream(views: Mapping[str, StageView], names: Iterable[str]) -> set[str]:
+    """`names` and every stage that reads, directly or not, what one of them makes."""
+    found = set(names)
+    grew = True
+    while grew:
+        grew = False
+        for name, view in views.items():
+            if name not in found and view.upstream & found:
+                found.add(name)
+                grew = True
+    return found

@@ -9,17 +9,18 @@ own section, `models.m4_transfer`, which its stage lists anyway). A train stage 
 on exactly the defaults its model inherits: `dvc exp run -S train.epochs=5` retrains the
 models that take their epochs from `train`, and none that set their own.
 
+The names of the stages made from it are said here too (`training_stage`, `evaluation_stage`).
 Pure: `zoo_stages(params)` returns the mapping, `render` its file's text; the CLI writes it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import yaml
 
-from catsdogs.config import ConfigError
+from catsdogs.config import ConfigError, entry_names
 from catsdogs.train_config import ENTRY_TRAIN_KEYS, FINETUNE_TRAIN_KEYS
 
 # Beside the stage scripts; dvc.yaml loads it with `vars`. Committed, and held equal to
@@ -35,6 +36,25 @@ HEADER = """\
 # sets it. dvc.yaml's train@, finetune@ and evaluate@ stages iterate over this, so each train
 # stage depends on the defaults its model uses and no others.
 """
+
+
+def training_stage(params: Mapping[str, Any], model: str) -> str:
+    """The dvc.yaml stage that trains zoo entry `model`: train@<model> or finetune@<model>."""
+    return f"{'finetune' if model in (params.get('finetune') or {}) else 'train'}@{model}"
+
+
+def evaluation_stage(params: Mapping[str, Any], model: str) -> str:
+    """The dvc.yaml stage that evaluates zoo entry `model`."""
+    tuned = model in (params.get("finetune") or {})
+    return f"{'evaluate_finetune' if tuned else 'evaluate'}@{model}"
+
+
+def with_fine_tunes(params: Mapping[str, Any], models: Iterable[str]) -> list[str]:
+    """`models` and every fine-tuned entry that continues one of them, in zoo order."""
+    chosen = set(models)
+    tuned = params.get("finetune") or {}
+    chosen |= {name for name, entry in tuned.items() if (entry or {}).get("init_from") in chosen}
+    return [name for name in entry_names(params) if name in chosen]
 
 
 def _entries(params: Mapping[str, Any], name: str) -> Mapping[str, Any]:
