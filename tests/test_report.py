@@ -416,6 +416,10 @@ def test_pr_report_without_a_remote_runs_the_profile_at_both_revisions(
         ran = re.search(fr"{side}: ran (.*?)[.;]", report)[1]
         assert f"`train@{first}`" in ran and f"`evaluate@{first}`" in ran
         assert f"@{second}`" not in ran and "`compare`" not in ran
+    # The head started from the base's run: the data stages the change did not touch, whose
+    # records DVC's run cache cannot bring back, did not run again.
+    assert "`split`" in re.search(r"Base: ran (.*?);", report)[1]
+    assert "`split`" not in re.search(r"head: ran (.*?)\.", report)[1]
     assert params_rows(report) == [[f"models.{first}.dropout", "0.2", "0.35"]]  # no profile keys
     [kept_base] = (tmp_path / "kept").glob(f"{base[:12]}-quick-*")
     assert json.loads((kept_base / "made.json").read_text()) == {"models": [first], "retrained": []}

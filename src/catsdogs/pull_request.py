@@ -37,7 +37,7 @@ from catsdogs.config import entry_names
 from catsdogs.machine import MACHINE_FILE
 from catsdogs.profiles import apply_profile, digest
 from catsdogs.report import plan_committed, plan_profile
-from catsdogs.results import DATA_FILE, MACHINES_FILE, MODEL_FILES, Results, read_results
+from catsdogs.results import LEADERBOARD_FILE, MACHINES_FILE, MODEL_FILES, Results, read_results
 from catsdogs.revisions import (
     RevisionError,
     changed_files,
@@ -169,32 +169,45 @@ def _profiled(clone: Path, overrides: Mapping[str, Any] | None) -> dict:
 
 
 def _keep(clone: Path, out: Path, models: Collection[str] | None) -> None:
-    """Copy into `out` what a results folder keeps of `clone`: everything of KEPT for a whole
-    run; for `models` only, their own metrics and the data facts, and no other model's
-    (metrics/ is in git: the clone has the committed numbers of models this run did not make,
-    of another recipe)."""
+    """Copy into `out` what a results folder keeps of `clone`: everything of KEPT; for a run
+    of `models` only, no other model's metrics and no leaderboard (metrics/ is in git: the
+    clone has the committed numbers of models this run did not make, of another recipe)."""
     for name in KEPT:
         source = clone / name
-        if name == "metrics" and models is not None:
-            for path in [DATA_FILE, MACHINES_FILE, *(f.format(m) for m in models for f in MODEL_FILES)]:
-                if (clone / path).is_file():
-                    (out / path).parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(clone / path, out / path)
-        elif source.is_dir():
+        if source.is_dir():
             shutil.copytree(source, out / name)
         elif source.is_file():
             shutil.copy2(source, out / name)
+    if models is not None:
+        params = yaml.safe_load((clone / "params.yaml").read_text(encoding="utf-8")) or {}
+        others = [m for m in entry_names(params) if m not in models]
+        for path in [LEADERBOARD_FILE, *(f.format(m) for m in others for f in MODEL_FILES)]:
+            (out / path).unlink(missing_ok=True)
+
+
+def _seed(clone: Path, seed: Path | None) -> None:
+    """Start `clone` from a results folder of the same pipeline (the other side's, or this
+    side's from before): its dvc.lock and metrics/, and the outputs they name from the shared
+    DVC cache. Stages the two share are then up to date and do not run again, even those DVC's
+    run cache cannot bring back (the download's and the split's, whose records are not cached)."""
+    if seed is None or not (seed / "dvc.lock").is_file():
+        return
+    shutil.copy2(seed / "dvc.lock", clone / "dvc.lock")
+    if (seed / "metrics").is_dir():
+        shutil.copytree(seed / "metrics", clone / "metrics", dirs_exist_ok=True)
+    dvc(clone, "checkout", "--allow-missing")
 
 
 def made_in_clone(
     repo: Path, commit: str, kept: Path, *, overrides: Mapping[str, Any] | None = None,
     pull: bool = False, retrain: Collection[str] = (), models: Collection[str] | None = None,
+    seed: Path | None = None,
 ) -> Made:
     """Results of `commit` (under `overrides`, a profile, when given): of every model, or of
     `models` only (their training and evaluation, and what those need). From `kept` when a run
     made them there before, with at least `retrain` retrained on this machine; else made now
-    in a clone sharing the repository's DVC cache, pulling from the remote first with `pull`,
-    and kept there."""
+    in a clone sharing the repository's DVC cache, pulling from the remote first with `pull`
+    or starting from the results folder `seed` (_seed), and kept there."""
     made_file = kept / MADE_FILE
     before = json.loads(made_file.read_text(encoding="utf-8")) if made_file.is_file() else None
     if before is not None and (kept / "dvc.lock").is_file() and set(retrain) <= set(
@@ -210,6 +223,8 @@ def made_in_clone(
         params = _profiled(clone, overrides)
         if pull:
             dvc(clone, "pull", "--allow-missing")
+        else:
+            _seed(clone, seed if seed is not None else kept)
         if models is None:
             ran = ran_stages(dvc(clone, "repro", with_stderr=True, own_store=True))
         else:
@@ -335,12 +350,16 @@ def report_under_profile(
     plan = plan_profile(profile, touched, trained, untouched)
     logger.info(plan)
 
-    def maker(side: str) -> Callable[[Collection[str]], Made]:
-        kept = kept_folder(results_dir, commits[side], profile, overrides, here)
-        return lambda models: made_in_clone(repo, commits[side], kept, overrides=overrides,
-                                            retrain=models, models=trained)
+    kept = {side: kept_folder(results_dir, commits[side], profile, overrides, here)
+            for side in commits}
+
+    def maker(side: str, seed: Path | None = None) -> Callable[[Collection[str]], Made]:
+        return lambda models: made_in_clone(repo, commits[side], kept[side], overrides=overrides,
+                                            retrain=models, models=trained, seed=seed)
 
     make = {side: maker(side) for side in commits}
-    made = {side: make[side](()) for side in commits}
+    # The head starts from the base's run: what the change did not touch is not run again.
+    made = {"base": make["base"](())}
+    made["head"] = maker("head", seed=kept["base"])(())
     made, replaced = like_for_like(make, made, here)
     return Outcome(made["base"], made["head"], plan, replaced, untouched, removed)

@@ -26,8 +26,9 @@ Reader = Callable[[str], "str | None"]
 MODEL_STAGES = ("train", "finetune", "evaluate", "evaluate_finetune")
 # The machine each model trained on, as the compare stage records it from the model folders.
 MACHINES_FILE = "metrics/machines.json"
-# The data facts the split stage writes.
+# The data facts the split stage writes, and the leaderboard the compare stage writes.
 DATA_FILE = "metrics/data.json"
+LEADERBOARD_FILE = "metrics/leaderboard.csv"
 # Each model's files a Results reads, relative to the repository root.
 MODEL_FILES = ("metrics/train/{}.json", "metrics/eval/{}.json", "metrics/predictions/{}.csv",
                "metrics/history/{}.csv")
@@ -98,4 +99,4 @@ def read_results(read: Reader, models: Iterable[str]) -> Results:
     return Results(**found, recipe=recipes(yaml.safe_load(read("dvc.lock") or "")),
                    machine=_json(read(MACHINES_FILE)) or {},
                    data=_json(read(DATA_FILE)),
-                   leaderboard=_csv(read("metrics/leaderboard.csv")), params=params)
+                   leaderboard=_csv(read(LEADERBOARD_FILE)), params=params)
