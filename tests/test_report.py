@@ -268,6 +268,22 @@ def test_models_not_trained_get_the_base_numbers_where_known_and_removed_ones_a_
     assert reports["gone"].verdict == reports["never_trained"].verdict == "removed: no head numbers"
 
 
+def test_stale_stages_are_changed_code_and_params_not_missing_outputs() -> None:
+    from catsdogs.revisions import stale_stages
+
+    status = {  # `dvc status --json` in a clone without the DVC cache, of a branch
+        "split": [{"changed deps": {"data/raw": "deleted"}},
+                  {"changed outs": {"data/split": "not in cache"}}],
+        "train@m1": [{"changed deps": {"src/catsdogs/training.py": "modified",
+                                       "params.yaml": {"models.m1": "modified"}}}],
+        "evaluate@m1": ["changed command"],
+    }
+    assert stale_stages(status) == {
+        "train@m1": ["changed deps src/catsdogs/training.py (modified)",
+                     "changed deps params.yaml: models.m1 (modified)"],
+        "evaluate@m1": ["changed command"]}
+
+
 def test_stale_committed_results_open_the_report_with_the_refresh() -> None:
     from catsdogs.report import stale_results
 

@@ -128,7 +128,10 @@ def stale_stages(status: dict) -> dict[str, list[str]]:
                 for path, how in files.items() if isinstance(files, dict) else []:
                     # Changed params come as a changed dep, the params file, whose `how` is a
                     # mapping of each changed key to how it changed.
-                    if not isinstance(how, str) or how not in MISSING_ONLY:
+                    if isinstance(how, dict):
+                        stale.setdefault(stage, []).extend(
+                            f"{kind} {path}: {key} ({change})" for key, change in how.items())
+                    elif how not in MISSING_ONLY:
                         stale.setdefault(stage, []).append(f"{kind} {path} ({how})")
     return stale
 
