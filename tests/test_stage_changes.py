@@ -7,33 +7,18 @@ fine-tunes from it; a change to code every train stage runs, or to the data, tou
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT_ROOT, project_params, sh, write_zoo
+from conftest import make_project, project_params
 
 from catsdogs.pull_request import models_touched
 from catsdogs.stage_changes import stage_views, touched_stages
 
 
-def checkout(root: Path, params: dict) -> Path:
-    """The project's pipeline files in `root` with `params`, as DVC reads them."""
-    root.mkdir()
-    for name in ("dvc.yaml", ".dvcignore"):
-        shutil.copy(PROJECT_ROOT / name, root / name)
-    for folder in ("stages", "src"):
-        shutil.copytree(PROJECT_ROOT / folder, root / folder,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    write_zoo(root, params)
-    sh(root, "git", "init", "-q")
-    sh(root, "dvc", "init", "-q")
-    return root
-
-
 @pytest.fixture()
 def base(tmp_path: Path) -> Path:
-    return checkout(tmp_path / "base", project_params())
+    return make_project(tmp_path / "base", project_params())
 
 
 def touched_models(base: Path, head: Path) -> tuple[dict[str, list[str]], list[str]]:
@@ -42,7 +27,7 @@ def touched_models(base: Path, head: Path) -> tuple[dict[str, list[str]], list[s
 
 
 def test_nothing_changed_touches_nothing(base: Path, tmp_path: Path) -> None:
-    head = checkout(tmp_path / "head", project_params())
+    head = make_project(tmp_path / "head", project_params())
     assert touched_models(base, head) == ({}, [])
 
 
@@ -54,7 +39,7 @@ def test_one_models_params_touch_that_model_and_its_fine_tunes(base: Path, tmp_p
     for changed, expected in ((cnn, [cnn]), (parent, [parent, *tuned])):
         params = project_params()
         params["models"][changed]["dropout"] = 0.35
-        head = checkout(tmp_path / f"head-{changed}", params)
+        head = make_project(tmp_path / f"head-{changed}", params)
         touched, models = touched_models(base, head)
         assert models == expected
         assert touched[f"train@{changed}"] == [f"param models.{changed}.dropout"]
@@ -63,7 +48,7 @@ def test_one_models_params_touch_that_model_and_its_fine_tunes(base: Path, tmp_p
 
 
 def test_code_every_train_stage_runs_touches_every_model(base: Path, tmp_path: Path) -> None:
-    head = checkout(tmp_path / "head", project_params())
+    head = make_project(tmp_path / "head", project_params())
     training = head / "src/catsdogs/training.py"
     training.write_text(training.read_text() + "\n# a comment is a change to DVC\n")
     touched, models = touched_models(base, head)
@@ -75,7 +60,7 @@ def test_code_every_train_stage_runs_touches_every_model(base: Path, tmp_path: P
 def test_a_change_to_the_data_touches_every_model(base: Path, tmp_path: Path) -> None:
     params = project_params()
     params["split"]["test_every"] = 4
-    head = checkout(tmp_path / "head", params)
+    head = make_project(tmp_path / "head", params)
     touched, models = touched_models(base, head)
     assert touched["split"] == ["param split.test_every"]
     assert "download" not in touched
