@@ -84,3 +84,48 @@ def test_a_model_trains_at_its_own_image_size(extracted: Path) -> None:
 def test_unknown_strategy_lists_the_valid_ones() -> None:
     with pytest.raises(ConfigError, match="unknown strategy 'tpu'; choose from: auto, default"):
         choose_strategy("tpu")
+
+
+def _signalling_fit(signals_at: list[int], batches: int = 12) -> int:
+    """Fit a tiny model under the Ctrl-C stopper, sending this process one SIGINT per
+    entry of `signals_at` as that batch begins; return how many batches ran to their end."""
+    import os
+    import signal
+
+    import keras
+    import numpy as np
+
+    from catsdogs.training import _InterruptsThatStick
+
+    ended = []
+
+    class Recorder(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            ended.append(batch)
+
+    class Signaller(keras.callbacks.Callback):  # after the stopper's own checks
+        def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+            for _ in range(signals_at.count(len(ended))):
+                os.kill(os.getpid(), signal.SIGINT)
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.zeros((batches, 2), "float32")
+    stopper = _InterruptsThatStick()
+    with pytest.raises(KeyboardInterrupt), stopper.installed():
+        model.fit(x, x[:, :1], batch_size=1, epochs=5, verbose=0,
+                  callbacks=[Recorder(), stopper, Signaller()])
+    return len(ended)
+
+
+def test_ctrl_c_in_fit_lets_the_batch_it_came_in_end_and_starts_no_other() -> None:
+    assert _signalling_fit([3]) == 4
+
+
+def test_a_second_ctrl_c_stops_fit_at_once() -> None:
+    assert _signalling_fit([3, 3]) == 3
+
+
+def test_no_ctrl_c_no_stop() -> None:
+    with pytest.raises(pytest.fail.Exception):  # fit runs to its end: nothing raised
+        _signalling_fit([])

@@ -153,11 +153,15 @@ def split_frozen_features(model: keras.Model) -> tuple[keras.Model, keras.Model]
 
 
 class _InterruptsThatStick(keras.callbacks.Callback):
-    """Ctrl-C during fit() stops it, even when Keras swallows the KeyboardInterrupt.
+    """Ctrl-C during fit() stops it at the next batch boundary, and always stops it.
 
-    Keras converts each batch's logs inside a bare `except:` (keras.src.utils.python_utils.
-    pythonify_logs): an interrupt that lands there is lost and training runs on to its last
-    epoch. While fit() runs, SIGINT is also remembered, and raised again at the next batch.
+    A KeyboardInterrupt raised wherever the main thread happens to be lands inside
+    TensorFlow's own Python code (a train step's call, the input pipeline's iterator),
+    which does not expect it: the process can die there of a corrupted heap ("free():
+    invalid next size") before the MLflow run is ended, or Keras can swallow it in the bare
+    `except:` of keras.src.utils.python_utils.pythonify_logs and run on to the last epoch.
+    So while fit() runs, the first SIGINT is only remembered and raised from a callback, at
+    the next batch's start or end; a second one raises at once, for a batch that hangs.
     """
 
     def __init__(self) -> None:
@@ -166,27 +170,30 @@ class _InterruptsThatStick(keras.callbacks.Callback):
 
     @contextmanager
     def installed(self) -> Iterator[None]:
-        """Remember SIGINT (and raise it as usual) within the block; main thread only."""
+        """Remember SIGINT within the block; main thread only (signals arrive only there)."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
 
         def remember(signum: int, frame: Any) -> None:
+            if self.interrupted:  # asked twice: stop now, wherever that is
+                raise KeyboardInterrupt
             self.interrupted = True
-            raise KeyboardInterrupt
 
         previous = signal.signal(signal.SIGINT, remember)
         try:
             yield
         finally:
             signal.signal(signal.SIGINT, previous)
+        self._raise_if_interrupted()  # one that came after the last batch
 
     def _raise_if_interrupted(self, *_: Any, **__: Any) -> None:
         if self.interrupted:
             raise KeyboardInterrupt
 
+    on_train_batch_begin = on_test_batch_begin = on_predict_batch_begin = _raise_if_interrupted
     on_train_batch_end = on_test_batch_end = on_predict_batch_end = _raise_if_interrupted
-    on_epoch_end = _raise_if_interrupted
+    on_epoch_begin = on_epoch_end = _raise_if_interrupted
 
 
 class _EpochTimer(keras.callbacks.Callback):
