@@ -20,9 +20,17 @@ import yaml
 from click.testing import CliRunner
 from conftest import PROJECT_ROOT, commit, make_project, sh, small_params, write_params
 from mlflow.tracking import MlflowClient
+from test_charts import charts_in
 
 from catsdogs.cli import main
-from catsdogs.report import compare_models, param_changes, render
+from catsdogs.report import (
+    COMMENT_LIMIT,
+    UNTOUCHED,
+    changed_models_charts,
+    compare_models,
+    param_changes,
+    render,
+)
 from catsdogs.results import Results
 from catsdogs.stats import compare_paired, wilson_interval
 
@@ -536,6 +544,67 @@ def test_report_compares_committed_results(repo: Path) -> None:
         assert (repo / "out/figures" / figure).stat().st_size > 1000
         assert f"(figures/{figure})" in text
 
+
+def test_the_comment_draws_the_changed_model_as_mermaid_and_links_no_image(repo: Path) -> None:
+    result = report(repo, "--base", "HEAD~1", "--head", "HEAD")
+    assert result.exit_code == 0, result.output
+    name = next(iter(yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["models"]))
+    comment = (repo / "out/report.comment.md").read_text()
+    assert "![" not in comment and len(comment) <= COMMENT_LIMIT
+    accuracy, loss = charts_in(comment)
+    assert accuracy["title"] == f"{name}: validation accuracy per epoch"
+    assert accuracy["epochs"] == ["1", "2"]
+    assert accuracy["lines"] == {"base": [0.5, 0.6], "head": [0.5, 0.7]}
+    assert set(loss["lines"]) == {"base", "head"}
+    section = comment.split(f"### {name}")[1]
+    assert "| **cat** | 2 | 0 | 2 | 0 |" in section and "| **dog** | 2 | 0 | 1 | 0 |" in section
+    # The local report holds the same charts and the PNG figures.
+    text = (repo / "out/report.md").read_text()
+    assert charts_in(text) == [accuracy, loss] and f"(figures/{name}_curves.png)" in text
+
+
+def test_no_model_changed_no_chart(repo: Path) -> None:
+    result = report(repo, "--base", "HEAD", "--head", "HEAD")
+    assert result.exit_code == 0, result.output
+    comment = (repo / "out/report.comment.md").read_text()
+    assert "```mermaid" not in comment and "Curves and confusion" not in comment
+
+
+def many_models(count: int, epochs: int) -> tuple[Results, Results]:
+    def side(offset: float) -> Results:
+        history = pd.DataFrame({"epoch": range(1, epochs + 1),
+                                "val_accuracy": [0.5 + offset + e / (4 * epochs) for e in range(epochs)],
+                                "val_loss": [0.7 - e / (2 * epochs) for e in range(epochs)]})
+        models = [f"model_{i:02}" for i in range(count)]
+        return Results(train={m: {"val_accuracy": 0.7} for m in models},
+                       evaluation={m: {"accuracy": 0.5, "count": 4,
+                                       "confusion_matrix": [[1, 1], [1, 1]]} for m in models},
+                       history={m: history for m in models})
+    return side(0.0), side(0.01)
+
+
+def test_untouched_models_get_no_chart() -> None:
+    base, head = many_models(2, 3)
+    reports = compare_models(base, head, set(), untouched=["model_01"])
+    assert [r.note for r in reports] == ["", UNTOUCHED]
+    assert list(changed_models_charts(reports, base, head, ["cat", "dog"])) == ["model_00"]
+
+
+def test_a_comment_with_too_many_charts_leaves_the_last_out_and_says_so() -> None:
+    base, head = many_models(40, 60)
+    reports = compare_models(base, head, set())
+    drawn = changed_models_charts(reports, base, head, ["cat", "dog"])
+    sections = {"title": "t", "provenance": [], "params": param_changes({}, {}),
+                "reports": reports, "leaderboard": None, "model_charts": drawn}
+    whole = render(**sections)
+    assert len(whole) > COMMENT_LIMIT and len(charts_in(whole)) == 80
+    comment = render(**sections, limit=COMMENT_LIMIT - 1000)
+    assert len(comment) <= COMMENT_LIMIT - 1000
+    kept = [c["title"].split(":")[0] for c in charts_in(comment)][::2]
+    assert 0 < len(kept) < 40 and kept == [f"model_{i:02}" for i in range(len(kept))]
+    left_out = ", ".join(f"model_{i:02}" for i in range(len(kept), 40))
+    assert f"characters: {left_out} (their figures" in comment
+    assert "| model_39 |" in comment  # every verdict stays
 
 def test_report_says_when_the_two_revisions_trained_on_different_machines(repo: Path) -> None:
     name = next(iter(yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["models"]))

@@ -246,14 +246,19 @@ def _write_report(
     out: Path, untouched: Sequence[str] = (), removed: Sequence[str] = (),
 ) -> str:
     """Compare two Results (`untouched` models were not trained: nothing they depend on
-    changed), draw the figures beside `out`, write the Markdown to `out` and, in a GitHub
-    Actions job, to its summary; return the Markdown."""
+    changed) and write the Markdown to `out`, with PNG figures beside it; write the text a
+    pull-request comment can show (charts as Mermaid, no image links, within GitHub's
+    limit) beside it, as <name>.comment.md, and, in a GitHub Actions job, to its summary. Return
+    the Markdown."""
     import os
 
     from catsdogs import figures
     from catsdogs.atomic import atomic_dir, write_text
     from catsdogs.data.manifest import LABELS
-    from catsdogs.report import compare_models, param_changes, render
+    from catsdogs.report import (
+        COMMENT_LIMIT, COMMENT_ROOM_LEFT, changed_models_charts, compare_models, param_changes,
+        render,
+    )
 
     params = param_changes(base_params, head_params)
     reports = compare_models(base, head, set(params["param"]), untouched, removed)
@@ -270,14 +275,17 @@ def _write_report(
             figures.confusion_compared(matrices, LABELS, tmp / f"{model}_confusion.png",
                                        f"{model}: test confusion matrices")
             drawn += [f"figures/{model}_curves.png", f"figures/{model}_confusion.png"]
-    markdown = render(title=title, provenance=provenance, params=params, reports=reports,
-                      leaderboard=head.leaderboard, figures=drawn)
+    sections = {"title": title, "provenance": provenance, "params": params, "reports": reports,
+                "leaderboard": head.leaderboard,
+                "model_charts": changed_models_charts(reports, base, head, LABELS)}
+    markdown = render(**sections, figures=drawn)
+    comment = render(**sections, limit=COMMENT_LIMIT - COMMENT_ROOM_LEFT)
     write_text(out, markdown)
+    write_text(out.with_suffix(".comment.md"), comment)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:  # the job's summary page: the report without the image links
+    if summary:  # the job's summary page shows what the comment does
         with open(summary, "a", encoding="utf-8") as handle:
-            handle.write("\n".join(line for line in markdown.splitlines()
-                                   if not line.startswith("![")) + "\n")
+            handle.write(comment + "\n")
     return markdown
 
 
@@ -419,7 +427,8 @@ def zoo_stages(params_path: Path, out: Path | None, check: bool) -> None:
 
 _OUT = click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
                     default="reports/pr/report.md", show_default=True,
-                    help="Markdown file to write; figures go to a figures/ folder beside it.")
+                    help="Markdown file to write; figures go to a figures/ folder beside it, and "
+                         "what a pull-request comment shows to <name>.comment.md.")
 _REPO = click.option("--repo", type=click.Path(file_okay=False, exists=True, path_type=Path),
                      default=".", show_default=True, help="The catsdogs repository.")
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from catsdogs import charts
 from catsdogs.compare import leaderboard_markdown
 from catsdogs.config import flatten
 from catsdogs.machine import summary as machine_summary
@@ -28,6 +29,10 @@ from catsdogs.stats import CONFIDENCE, SIGNIFICANCE, PairedComparison, compare_p
 OTHER_MACHINES = "not comparable: made on different machines"
 # The verdict of a model a pull-request report did not train: nothing it depends on changed.
 UNTOUCHED = "unchanged: nothing it depends on changed"
+# GitHub refuses a comment longer than this (characters); the workflow adds a marker and a
+# link to the run's artifact, for which the report leaves room.
+COMMENT_LIMIT = 65_536
+COMMENT_ROOM_LEFT = 1_000
 # The params sections whose change may change the data a model sees.
 DATA_SECTIONS = ("download.", "split.")
 
@@ -184,6 +189,35 @@ def models_table(reports: Sequence[ModelReport]) -> str:
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
+def _history_changed(base: Results, head: Results, model: str) -> bool:
+    old, new = base.history.get(model), head.history.get(model)
+    if old is None or new is None:
+        return old is not new
+    columns = ["epoch", *(column for column, _ in charts.CURVES)]
+    return not old[columns].reset_index(drop=True).equals(new[columns].reset_index(drop=True))
+
+
+def changed_models_charts(reports: Sequence[ModelReport], base: Results, head: Results,
+                          labels: Sequence[str]) -> dict[str, str]:
+    """Per model the change changed (trained for the report, and with other curves or other
+    test predictions at the head than at the base): its curves and confusion matrices, base
+    against head, as Markdown a comment shows (`catsdogs.charts`)."""
+    drawn = {}
+    for r in reports:
+        if r.note == UNTOUCHED:
+            continue
+        matrices = {side: (results.evaluation.get(r.model) or {}).get("confusion_matrix")
+                    for side, results in (("base", base), ("head", head))}
+        if not _history_changed(base, head, r.model) and matrices["base"] == matrices["head"] \
+                and not (r.paired and (r.paired.fixed or r.paired.broken)):
+            continue
+        histories = {"base": base.history.get(r.model), "head": head.history.get(r.model)}
+        drawn[r.model] = "\n".join([
+            *charts.curves(r.model, histories), "",
+            "Test confusion matrices:", "", charts.confusion_table(matrices, labels)])
+    return drawn
+
+
 def render(
     *,
     title: str,
@@ -191,10 +225,32 @@ def render(
     params: pd.DataFrame,
     reports: Sequence[ModelReport],
     leaderboard: pd.DataFrame | None,
+    model_charts: Mapping[str, str] | None = None,
     figures: Sequence[str] = (),
+    limit: int | None = None,
 ) -> str:
     """The report's Markdown: how the numbers were made, params changed, per-model verdicts,
-    models not compared and why, the head's leaderboard, figures."""
+    models not compared and why, the changed models' charts (`changed_models_charts`), the
+    head's leaderboard, figures (image links). Within `limit` characters, where given: the
+    last models' charts are left out, and said so, until it fits."""
+    model_charts = dict(model_charts or {})
+    left_out: list[str] = []
+    while True:
+        markdown = _render(title, provenance, params, reports, leaderboard, model_charts,
+                           left_out, figures)
+        if limit is None or len(markdown) <= limit:
+            return markdown
+        if not model_charts:
+            cut = "\n\n(Cut here to fit GitHub's comment limit: the whole report is in the artifact.)"
+            return markdown[:limit - len(cut)] + cut
+        left_out.insert(0, model_charts.popitem()[0])
+
+
+def _render(
+    title: str, provenance: Sequence[str], params: pd.DataFrame,
+    reports: Sequence[ModelReport], leaderboard: pd.DataFrame | None,
+    model_charts: Mapping[str, str], left_out: Sequence[str], figures: Sequence[str],
+) -> str:
     lines = [f"# {title}", "", *provenance, ""]
     lines += ["## Params this change sets", ""]
     if params.empty:
@@ -235,6 +291,14 @@ def render(
                 old, new = r.machines
                 lines += [f"- {r.model}: base {machine_summary(old)}; head {machine_summary(new)}"]
             lines += [""]
+    if model_charts or left_out:
+        lines += ["## Curves and confusion matrices of the models this change changed", ""]
+        for model, markdown in model_charts.items():
+            lines += [f"### {model}", "", markdown, ""]
+        if left_out:
+            lines += [f"Left out to keep the comment within GitHub's {COMMENT_LIMIT:,} "
+                      f"characters: {', '.join(left_out)} (their figures are in the report's "
+                      "artifact).", ""]
     if leaderboard is not None:
         lines += ["## Leaderboard (head)", "", leaderboard_markdown(leaderboard), ""]
     if figures:
