@@ -256,7 +256,11 @@ def _write_report(
     from catsdogs.atomic import atomic_dir, write_text
     from catsdogs.data.manifest import LABELS
     from catsdogs.report import (
-        COMMENT_LIMIT, COMMENT_ROOM_LEFT, changed_models_charts, compare_models, param_changes,
+        COMMENT_LIMIT,
+        COMMENT_ROOM_LEFT,
+        changed_models_charts,
+        compare_models,
+        param_changes,
         render,
     )
 
