@@ -8,12 +8,15 @@ models that augment) to --figures, and into the model folder how it was trained 
 size, timings: `training.json`) and the machine it trained on (CPU, oneDNN's instruction
 set, cores, versions: `catsdogs.machine`). Logs all of it to the model's
 MLflow run (the machine as `catsdogs.machine.*` tags); the run ends when training does.
+After each epoch it saves the training's state under .catsdogs/resume/ (`catsdogs.resume`);
+a run after one that died goes on from there, and a run that succeeds removes it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -28,7 +31,14 @@ from catsdogs.machine import MACHINE_FILE, describe
 from catsdogs.models import augmentation_examples, summary_text
 from catsdogs.serving import MODEL_FILE, with_probability
 from catsdogs.stage_support import fails_clearly, params_option, setup_logging
-from catsdogs.training import choose_strategy, is_chief, train_model, training_record
+from catsdogs.training import (
+    Resume,
+    choose_strategy,
+    is_chief,
+    resume_state,
+    train_model,
+    training_record,
+)
 from catsdogs.zoo import training_job
 
 
@@ -71,37 +81,51 @@ def main(params_path: str, name: str, manifest: Path, images: Path, init_from: P
               "data": {"manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest()}}
     # Where the numbers were made: part of the result (see catsdogs.machine).
     machine = describe()
-    with tracking.run(name, tags={**tracking.context_tags(), **tracking.machine_tags(machine)}
-                      ) as run_id:
-        tracking.log_params(record)
-        tracking.log_datasets(rows, manifest, ["train", "validation"])
-        model, result = train_model(job, rows, images, init_from=init_from, strategy=strategy,
-                                    epoch_hooks=[tracking.log_epoch])
-        metrics = result.metrics()
-        how = training_record(job, model, result)
-        example_path = images / split_rows(rows, "validation")["path"].iloc[0]
-        example = read_image(example_path, job.config.image_size, max_pixels=None)[None]
-        # The model goes to MLflow before any output is replaced: a tracking failure then
-        # leaves last run's outputs whole, never a mix of old and new.
-        # The final epoch's curves are linked to the LoggedModel; the rest are run metrics.
-        tracking.log_metrics({k: v for k, v in {**metrics, **how}.items()
-                              if k not in EPOCH_METRICS})
-        tracking.log_text(summary_text(model), "model_summary.txt")
-        model_id = tracking.log_keras_model(with_probability(model), name=name,
-                                            input_example=example.astype("float32"),
-                                            step=how["epochs"])
-        figures.training_figures(result.history, augmentation_examples(model, example[0]),
-                                 figures_dir, name)
-        write_csv(history_path, result.history)
-        with atomic_dir(out) as tmp:
-            model.save(tmp / MODEL_FILE)
-            tracking.write_ids(tmp, run_id, model_id)
-            write_json(tmp / MACHINE_FILE, machine)
-            write_json(tmp / TRAINING_FILE, how)
-        write_json(metrics_path, metrics)
-        tracking.log_artifact(history_path, "history")
-        for png in sorted(figures_dir.glob("*.png")):
-            tracking.log_artifact(png, "figures")
+    with resume_state(job, strategy, manifest, rows, images, init_from,
+                      stage=Path(__file__), machine_fingerprint=machine["fingerprint"]) as state:
+        # An earlier run of this training that died saved its last whole epoch: go on from
+        # there, in a new MLflow run that holds every epoch and names the dead one.
+        saved = state.load() if state else None
+        tags = {**tracking.context_tags(), **tracking.machine_tags(machine)}
+        if saved:
+            tags.update(tracking.resumed_tags(saved.run_id, saved.epoch))
+        with tracking.run(name, tags=tags) as run_id:
+            tracking.log_params(record)
+            tracking.log_datasets(rows, manifest, ["train", "validation"])
+            if saved:
+                for row in saved.history.to_dict("records"):
+                    tracking.log_epoch(int(row["epoch"]), {k: row[k] for k in EPOCH_METRICS})
+            resume = state and Resume(saved, lambda s: state.save(replace(s, run_id=run_id)))
+            model, result = train_model(job, rows, images, init_from=init_from,
+                                        strategy=strategy, epoch_hooks=[tracking.log_epoch],
+                                        resume=resume)
+            metrics = result.metrics()
+            how = training_record(job, model, result)
+            example_path = images / split_rows(rows, "validation")["path"].iloc[0]
+            example = read_image(example_path, job.config.image_size, max_pixels=None)[None]
+            # The model goes to MLflow before any output is replaced: a tracking failure then
+            # leaves last run's outputs whole, never a mix of old and new.
+            # The final epoch's curves are linked to the LoggedModel; the rest are run metrics.
+            tracking.log_metrics({k: v for k, v in {**metrics, **how}.items()
+                                  if k not in EPOCH_METRICS})
+            tracking.log_text(summary_text(model), "model_summary.txt")
+            model_id = tracking.log_keras_model(with_probability(model), name=name,
+                                                input_example=example.astype("float32"),
+                                                step=how["epochs"])
+            figures.training_figures(result.history, augmentation_examples(model, example[0]),
+                                     figures_dir, name)
+            write_csv(history_path, result.history)
+            with atomic_dir(out) as tmp:
+                model.save(tmp / MODEL_FILE)
+                tracking.write_ids(tmp, run_id, model_id)
+                write_json(tmp / MACHINE_FILE, machine)
+                write_json(tmp / TRAINING_FILE, how)
+            write_json(metrics_path, metrics)
+            tracking.log_artifact(history_path, "history")
+            for png in sorted(figures_dir.glob("*.png")):
+                tracking.log_artifact(png, "figures")
+        if state:  # done: the outputs are in place
+            state.clear()
     click.echo(f"{name}: val_accuracy {metrics['val_accuracy']:.4f} after {how['epochs']} "
                f"epochs, {how['images_per_second']:.0f} images/s.", err=True)
 

@@ -283,6 +283,17 @@ def machine_tags(machine: Mapping[str, str]) -> dict[str, str]:
     return {f"{MACHINE_TAG_PREFIX}{key}": str(value) for key, value in machine.items()}
 
 
+# Set on a run that went on from an earlier run's saved state (`catsdogs.resume`): the dead
+# run, and how many of this run's epochs it trained (logged here again from its history).
+RESUMED_FROM_TAG = "catsdogs.resumed_from_run"
+RESUMED_AFTER_TAG = "catsdogs.resumed_after_epoch"
+
+
+def resumed_tags(run_id: str | None, epoch: int) -> dict[str, str]:
+    """Tags of a run resuming after `epoch`, from the state that run `run_id` saved."""
+    return {RESUMED_FROM_TAG: run_id or "unknown", RESUMED_AFTER_TAG: str(epoch)}
+
+
 def context_tags(stage: str | None = None) -> dict[str, str]:
     """Git commit and dirty flag, DVC stage and DVC experiment name, where known."""
     tags = {}

@@ -33,3 +33,10 @@ class TrainConfig:
     # reads them from a cache file under cache_dir. Either way the batches are the same.
     memory_budget_mb: Annotated[float, Range(0)] = 4096
     cache_dir: str = "data/cache"
+    # Save the training's state after each epoch, and go on from it after a crash
+    # (catsdogs.resume). It changes no number: no stage depends on it.
+    resume: bool = True
+
+
+# The settings that change no number: left out of what decides a training (its resume digest).
+NOT_DECIDING = ("memory_budget_mb", "cache_dir", "resume")

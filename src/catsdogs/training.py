@@ -9,6 +9,7 @@ defined once here, for Keras' fit and the multi-worker loop alike.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -39,8 +40,9 @@ from catsdogs.precision import (
     hardware_note,
     with_precision,
 )
+from catsdogs.resume import RESUME_DIR, ResumeState, SavedState, claimed, training_digest
 from catsdogs.serving import input_size, load_model_file
-from catsdogs.train_config import Strategy
+from catsdogs.train_config import NOT_DECIDING, Strategy
 from catsdogs.zoo import OptimizerConfig, TrainingJob
 
 log = logging.getLogger(__name__)
@@ -211,6 +213,61 @@ class _EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
+# Keras 3's fit() makes two iterators of the training dataset per epoch: the epoch's own,
+# and one it makes at the end of the epoch and drops. With reshuffle_each_iteration each
+# draws the next shuffle order from the dataset's seed, so a resumed fit reaches epoch k+1's
+# order by first making (and dropping) this many iterators per epoch already trained.
+# tests/test_resume.py fails if a Keras version changes it.
+FIT_ITERATORS_PER_EPOCH = 2
+
+
+@dataclass(frozen=True)
+class Resume:
+    """How fit() goes on from an earlier run and saves its own state after each epoch: the
+    state an earlier run saved (or None: start at epoch 1), and where to save."""
+
+    saved: SavedState | None
+    save: Callable[[SavedState], None]
+
+
+def restore_variables(model: keras.Model, saved: SavedState) -> None:
+    """Put a saved state's values into `model`'s variables and its optimizer's (built here
+    first: Keras makes an optimizer's variables at its first step)."""
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    for variables, values, what in ((model.variables, saved.model_variables, "model"),
+                                    (model.optimizer.variables, saved.optimizer_variables,
+                                     "optimizer")):
+        shapes = [tuple(v.shape) for v in variables]
+        if shapes != [tuple(a.shape) for a in values]:
+            raise ValueError(f"the saved {what} state does not fit this model: {len(values)} "
+                             f"arrays for {len(shapes)} variables")
+        for variable, value in zip(variables, values, strict=True):
+            variable.assign(value)
+
+
+class _EpochCheckpoint(keras.callbacks.Callback):
+    """After each epoch, save what the training needs to go on (`Resume.save`): every
+    model and optimizer variable, and the history so far. Runs after the timer and the
+    epoch hooks, which it reads."""
+
+    def __init__(self, save: Callable[[SavedState], None], earlier: pd.DataFrame | None,
+                 timer: _EpochTimer) -> None:
+        super().__init__()
+        self.save, self.timer = save, timer
+        self.rows = [] if earlier is None else earlier.to_dict("records")
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        self.rows.append({"epoch": epoch + 1, **{k: float(logs[k]) for k in EPOCH_METRICS},
+                          "seconds": round(self.timer.seconds[-1], 3)})
+        model = self.model
+        self.save(SavedState(
+            epoch=epoch + 1, model_variables=[v.numpy() for v in model.variables],
+            optimizer_variables=[v.numpy() for v in model.optimizer.variables],
+            history=pd.DataFrame(self.rows, columns=HISTORY_COLUMNS)))
+
+
 class _FrozenFeatureValidation(keras.callbacks.Callback):
     """Validate through the trainable head only, on frozen-layer outputs computed once.
 
@@ -353,13 +410,18 @@ def fit(
     train_images: int,
     epoch_hooks: Sequence[EpochHook] = (),
     strategy: tf.distribute.Strategy | None = None,
+    resume: Resume | None = None,
 ) -> FitResult:
     """Train `model` for `epochs`; call each hook with (epoch from 1, logs) after each epoch.
+    With `resume`, go on after the epochs an earlier run saved (hooks are called for the
+    epochs trained here), and save the state after each epoch.
 
     Under MultiWorkerMirroredStrategy, `train` and `validation` are functions of a worker's
     input context (`WorkerDataset`); otherwise datasets.
     """
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        if resume is not None:
+            raise ValueError("the multi-worker loop keeps no resume state: pass resume=None")
         started = time.perf_counter()
         history = _fit_multi_worker(model, train, validation, epochs=epochs, strategy=strategy,
                                     epoch_hooks=epoch_hooks)
@@ -384,17 +446,31 @@ def fit(
                 )
             )
         )
+    saved = resume.saved if resume else None
+    done = 0
+    if saved is not None:
+        with (strategy or tf.distribute.get_strategy()).scope():  # where its variables live
+            restore_variables(model, saved)
+        done = saved.epoch
+        for _ in range(FIT_ITERATORS_PER_EPOCH * done):
+            iter(train)  # draws, and drops, a shuffle order, as fit() did in those epochs
+        log.info("resuming after epoch %d of %d, from the state saved then", done, epochs)
+    if resume is not None:
+        callbacks.append(_EpochCheckpoint(resume.save, saved and saved.history, timer))
     stopper = _InterruptsThatStick()
     started = time.perf_counter()
     with stopper.installed():
         keras_history = model.fit(
-            train, validation_data=validation_data, epochs=epochs, callbacks=[stopper, *callbacks],
+            train, validation_data=validation_data, epochs=epochs, initial_epoch=done,
+            callbacks=[stopper, *callbacks],
             verbose=2, shuffle=False,  # the dataset shuffles itself, seeded, each epoch
         )
     seconds = time.perf_counter() - started
-    history = pd.DataFrame(keras_history.history)
-    history.insert(0, "epoch", range(1, len(history) + 1))
+    history = pd.DataFrame(keras_history.history, columns=EPOCH_METRICS)
+    history.insert(0, "epoch", range(done + 1, done + len(history) + 1))
     history["seconds"] = [round(s, 3) for s in timer.seconds]
+    if saved is not None:
+        history = pd.concat([saved.history, history[HISTORY_COLUMNS]], ignore_index=True)
     return FitResult(history=history[HISTORY_COLUMNS], train_images=train_images, seconds=seconds)
 
 
@@ -414,6 +490,48 @@ def initial_model(job: TrainingJob, init_from: Path | None) -> keras.Model:
     return unfreeze_top(model, job.finetune.fine_tune_at, where=f"finetune.{job.name}")
 
 
+def _resume_digest(job: TrainingJob, manifest_path: Path, manifest: pd.DataFrame,
+                   images_dir: Path, init_from: Path | None, stage: Path,
+                   machine_fingerprint: str) -> str:
+    """The digest naming `job`'s resume state (`catsdogs.resume.training_digest`): its
+    settings, the manifest, the train and validation photos, the model it fine-tunes, the
+    pretrained weights it loads, the stage script and this package's code, and the machine."""
+    settings = {"name": job.name, "seed": job.seed, "entry": job.entry,
+                "train": {k: v for k, v in dataclasses.asdict(job.config).items()
+                          if k not in NOT_DECIDING}}
+    rows = manifest[manifest["split"].isin(["train", "validation"])]
+    files = [manifest_path, *(Path(images_dir) / p for p in rows["path"])]
+    if init_from is not None:
+        files += sorted(p for p in Path(init_from).rglob("*") if p.is_file())
+    weights = job.entry.get("weights")
+    if isinstance(weights, str) and Path(weights).is_file():
+        files.append(Path(weights))
+    code = [stage, *sorted(Path(__file__).parent.rglob("*.py"))]
+    return training_digest(settings, files, code, machine_fingerprint)
+
+
+@contextmanager
+def resume_state(job: TrainingJob, strategy: tf.distribute.Strategy, manifest_path: Path,
+                 manifest: pd.DataFrame, images_dir: Path, init_from: Path | None, *,
+                 stage: Path, machine_fingerprint: str,
+                 root: Path = RESUME_DIR) -> Iterator[ResumeState | None]:
+    """`job`'s resume state under `root` (relative: in the project DVC runs the stage in),
+    held for the block; None where `train.resume` is off, under the multi-worker loop, or
+    while another process holds it (said in the log)."""
+    if not job.config.resume:
+        yield None
+        return
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        log.warning("train.resume: the multi-worker loop keeps no resume state (its workers "
+                    "would each have to restore theirs): %s starts at epoch 1", job.name)
+        yield None
+        return
+    digest = _resume_digest(job, manifest_path, manifest, images_dir, init_from, stage,
+                            machine_fingerprint)
+    with claimed(root, job.name, digest) as state:
+        yield state
+
+
 def train_model(
     job: TrainingJob,
     manifest: pd.DataFrame,
@@ -422,8 +540,10 @@ def train_model(
     init_from: Path | None = None,
     epoch_hooks: Sequence[EpochHook] = (),
     strategy: tf.distribute.Strategy | None = None,
+    resume: Resume | None = None,
 ) -> tuple[keras.Model, FitResult]:
-    """Seed, build (or load, to fine-tune) and compile under `strategy`, then fit.
+    """Seed, build (or load, to fine-tune) and compile under `strategy`, then fit (going on
+    from `resume`'s saved state, and saving its own after each epoch, where given).
 
     Trains on the manifest's `train` rows and validates on its `validation` rows; `test`
     rows are never read here. Trains in `job.config.precision`; returns the model in float32.
@@ -465,7 +585,7 @@ def train_model(
     else:
         train_ds, val_ds = dataset("train"), dataset("validation")
     result = fit(model, train_ds, val_ds, epochs=config.epochs, train_images=len(train_rows),
-                 epoch_hooks=epoch_hooks, strategy=strategy)
+                 epoch_hooks=epoch_hooks, strategy=strategy, resume=resume)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         log.info("this worker read %d of the %d training photos and %d of the %d validation "
                  "photos per epoch", stores["train"].photos_read // config.epochs, len(train_rows),
