@@ -27,15 +27,32 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(logits, dtype=np.float64)))
 
 
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks of `values`, tied values sharing the mean of their ranks."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    # Each run of equal values: where it starts and ends in sorted order.
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    ends = np.r_[starts[1:], len(values)]
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.repeat((starts + ends + 1) / 2, ends - starts)
+    return ranks
+
+
 def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve: the chance a random dog outscores a random cat (ties 1/2)."""
+    """Area under the ROC curve: the chance a random dog outscores a random cat (ties 1/2).
+
+    From ranks (the Mann-Whitney U), in O(n log n) time and O(n) memory: comparing every dog
+    with every cat would hold a dogs x cats matrix (2.5 GB at a million photos).
+    """
     y_true = np.asarray(y_true).astype(bool)
-    pos, neg = scores[y_true], scores[~y_true]
-    if len(pos) == 0 or len(neg) == 0:
+    scores = np.asarray(scores)
+    positives, negatives = int(y_true.sum()), int((~y_true).sum())
+    if positives == 0 or negatives == 0:
         return float("nan")
-    greater = (pos[:, None] > neg[None, :]).sum()
-    ties = (pos[:, None] == neg[None, :]).sum()
-    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
+    # Half-integers summed: exact in float64, so the value equals the pairwise count's.
+    above = _average_ranks(scores)[y_true].sum() - positives * (positives + 1) / 2
+    return float(above / (positives * negatives))
 
 
 def classification_metrics(y_true: np.ndarray, logits: np.ndarray) -> dict[str, Any]:
