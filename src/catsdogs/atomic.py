@@ -26,6 +26,28 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+def _aside(target: Path) -> Path:
+    """Where `put_in_place` keeps the old version of `target` while the new one moves in."""
+    return target.with_name(f".{target.name}.replaced")
+
+
+def _there(path: Path) -> bool:
+    return path.exists() or path.is_symlink()
+
+
+def recover(target: str | Path) -> None:
+    """Finish a replacement of `target` that a kill cut short: where the new version never
+    arrived, the old one goes back in place; where it did, the old one is removed."""
+    target = Path(target)
+    old = _aside(target)
+    if not _there(old):
+        return
+    if _there(target):
+        _remove(old)
+    else:
+        os.replace(old, target)
+
+
 @contextmanager
 def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Yield an empty temporary folder that replaces `target` when the block succeeds.
@@ -35,6 +57,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    recover(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         yield tmp
@@ -46,9 +69,16 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
 
 def put_in_place(built: Path, target: Path) -> None:
     """Replace `target` (a file, a folder or nothing) with `built`, made aside on the same
-    file system: the rename is the only moment `target` changes."""
-    _remove(target)
+    file system. A folder cannot be renamed over another, so the old version first moves
+    aside whole, then the new one moves in, then the old one is removed: a kill at any
+    moment leaves one of the two whole, and `recover` (run by the next replacement) puts
+    the old one back if the new one never arrived."""
+    recover(target)
+    old = _aside(target)
+    if _there(target):
+        os.replace(target, old)
     os.replace(built, target)
+    _remove(old)
 
 
 @contextmanager
