@@ -188,3 +188,32 @@ def test_a_refusal_in_a_worker_process_names_the_file(tmp_path: Path,
         parallel.ordered_map(functools.partial(decoding.decode_into_file, str(target), TINY_SIZE),
                              [(0, [tmp_path / "cat.1.jpg"])], label="test")
     assert refused.value.kind == "unreadable"
+
+
+def test_the_cache_key_follows_the_decoder_code_and_libraries(tmp_path: Path, monkeypatch) -> None:
+    from catsdogs.data import images, pipeline
+
+    rows = pd.DataFrame({"path": ["cats/cat.1.jpg"], "sha256": ["ab"]})
+    fingerprint = pipeline.decoder_fingerprint()
+    assert cache_key(rows, TINY_SIZE) == cache_key(rows, TINY_SIZE, fingerprint)
+    assert cache_key(rows, TINY_SIZE, "other decoder") != cache_key(rows, TINY_SIZE)
+
+    real_version = pipeline.metadata.version
+    for changed in ("pillow", "pillow-heif"):
+        pipeline.decoder_fingerprint.cache_clear()
+        monkeypatch.setattr(pipeline.metadata, "version", lambda package, changed=changed:
+                            "99.0" if package == changed else real_version(package))
+        assert pipeline.decoder_fingerprint() != fingerprint, changed
+    monkeypatch.undo()
+
+    # An edit to the decoding code: images.py with one more line.
+    edited = tmp_path / "images.py"
+    edited.write_bytes(Path(images.__file__).read_bytes() + b"\n# edited\n")
+    pipeline.decoder_fingerprint.cache_clear()
+    try:
+        monkeypatch.setattr(images, "__file__", str(edited))
+        assert pipeline.decoder_fingerprint() != fingerprint
+    finally:
+        monkeypatch.undo()
+        pipeline.decoder_fingerprint.cache_clear()
+    assert pipeline.decoder_fingerprint() == fingerprint

@@ -24,6 +24,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Protocol
 
@@ -37,9 +38,8 @@ from catsdogs.data.parallel import ordered_map
 
 log = logging.getLogger(__name__)
 
-# Bump when read_image's pixels change (resampling, orientation): old cache files then no
-# longer match any key and are rebuilt.
-DECODE_VERSION = 1
+# The libraries whose upgrade can change a decoded photo's pixels (codecs, resampling).
+DECODER_PACKAGES = ("pillow", "pillow-heif", "numpy")
 CACHE_SUFFIX = ".u8"
 # Photos per task of a cache build: a worker holds one decoded photo at a time.
 BUILD_CHUNK = 256
@@ -115,10 +115,27 @@ def decoded_bytes(count: int, image_size: int) -> int:
     return count * image_size * image_size * 3
 
 
-def cache_key(rows: pd.DataFrame, image_size: int) -> str:
+@functools.cache
+def decoder_fingerprint() -> str:
+    """What decides a decoded photo's pixels besides the photo and the size: the decoding
+    code (catsdogs.data.images, read_image and what it calls) and the versions of the
+    libraries it runs (`DECODER_PACKAGES`). A cache file made by other code or libraries
+    then matches no key and is built again, as evaluation and predict decode afresh."""
+    digest = hashlib.sha256(Path(images.__file__).read_bytes())
+    for package in DECODER_PACKAGES:
+        try:
+            digest.update(f"{package}=={metadata.version(package)}\n".encode())
+        except metadata.PackageNotFoundError:
+            digest.update(f"{package} absent\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def cache_key(rows: pd.DataFrame, image_size: int, decoder: str | None = None) -> str:
     """A name for the decoded form of `rows` at `image_size`: changes with any photo's path
-    or content (the manifest's sha256, else the file's size and modification time)."""
-    digest = hashlib.sha256(f"catsdogs-decoded v{DECODE_VERSION} {image_size}px\n".encode())
+    or content (the manifest's sha256, else the file's size and modification time) and
+    with the decoder (`decoder_fingerprint()` unless given)."""
+    decoder = decoder or decoder_fingerprint()
+    digest = hashlib.sha256(f"catsdogs-decoded {decoder} {image_size}px\n".encode())
     contents = rows["sha256"] if "sha256" in rows else [""] * len(rows)
     for path, content in zip(rows["path"], contents, strict=True):
         digest.update(f"{path}\t{content}\n".encode())
