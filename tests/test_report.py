@@ -93,6 +93,21 @@ def test_numbers_made_under_settings_the_change_did_not_set_are_not_compared() -
     assert "- m: `train.epochs` 20 (base) vs 2 (head)" in markdown
 
 
+def test_new_pretrained_weights_are_an_input_change_the_params_explain() -> None:
+    recipe = {"train.epochs": 20, "data:data/split/manifest.csv": "m1",
+              "data:data/pretrained/transfer": "weights-1"}
+    base = results(0.60, [True] * 10 + [False] * 10, recipe=recipe)
+    head = results(0.70, [True] * 12 + [False] * 8,
+                   recipe={**recipe, "data:data/pretrained/transfer": "weights-2"})
+    for changed, compared in (({"pretrained.transfer.url"}, True),
+                              ({"pretrained.transfer"}, True),
+                              ({"pretrained.cnn"}, False), (set(), False)):
+        [report] = compare_models(base, head, changed)
+        assert (report.note == "") is compared, changed
+        if not compared:
+            assert report.unexplained == {"data:data/pretrained/transfer": ("weights-1", "weights-2")}
+
+
 def test_numbers_made_on_different_machines_get_no_verdict() -> None:
     epyc = {"fingerprint": "46466cdd5c66", "cpu": "AMD EPYC", "onednn_isa": "avx512_core_bf16",
             "cores": "2", "tensorflow": "2.21.0"}

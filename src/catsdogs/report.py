@@ -33,8 +33,10 @@ UNTOUCHED = "unchanged: nothing it depends on changed"
 # link to the run's artifact, for which the report leaves room.
 COMMENT_LIMIT = 65_536
 COMMENT_ROOM_LEFT = 1_000
-# The params sections whose change may change the data a model sees.
+# The params sections whose change may change the photos a model sees, and the folder of
+# the weights each architecture starts from (`pretrained.<arch>` fetches them).
 DATA_SECTIONS = ("download.", "split.")
+PRETRAINED_DIR = "data/pretrained/"
 
 
 def param_changes(base: Mapping[str, Any], head: Mapping[str, Any]) -> pd.DataFrame:
@@ -96,16 +98,26 @@ def _accuracies(results: Results, model: str) -> tuple[Accuracy | None, Accuracy
     return val, test
 
 
+def _input_change_explained(path: str, changed: set[str]) -> bool:
+    """Whether params the pull request changed explain other data at `path`: the pretrained
+    weights of an architecture (data/pretrained/<arch>) by its `pretrained.<arch>` entry, the
+    photos and the split by the `download` and `split` sections."""
+    if path.startswith(PRETRAINED_DIR):
+        section = f"pretrained.{path[len(PRETRAINED_DIR):].split('/')[0]}"
+        return any(key == section or key.startswith(f"{section}.") for key in changed)
+    return any(key.startswith(DATA_SECTIONS) for key in changed)
+
+
 def _unexplained(base: Results, head: Results, model: str, changed: set[str]) -> dict[str, tuple]:
     """Settings the model's two sets of numbers were made under that differ, and that the
     pull request did not change (its changed params keys are `changed`)."""
     old, new = base.recipe.get(model, {}), head.recipe.get(model, {})
-    data_changed = any(key.startswith(DATA_SECTIONS) for key in changed)
     differing = {}
     for key in sorted(set(old) | set(new)):
         if old.get(key) == new.get(key) or key in changed:
             continue
-        if key.startswith(DATA_PREFIX) and data_changed:
+        if key.startswith(DATA_PREFIX) and _input_change_explained(key[len(DATA_PREFIX):],
+                                                                   changed):
             continue
         differing[key] = (old.get(key, "(absent)"), new.get(key, "(absent)"))
     return differing
