@@ -144,3 +144,34 @@ def test_catsdogs_ui_serves_the_project_store_at_the_runs_page(tmp_path: Path, s
         with contextlib.suppress(ProcessLookupError):
             os.killpg(ui.pid, signal.SIGKILL)
         ui.wait(timeout=30)
+
+
+def orphan(experiment: str, **tags: str) -> str:
+    """A RUNNING run of this host whose owner pid is dead here (pid 1 never starts at 0)."""
+    mine = tracking.owner_tags()
+    owner = {**mine, tracking.OWNER_PID: "1", tracking.OWNER_STARTED: "0", **tags}
+    return MlflowClient().create_run(experiment, tags=owner).info.run_id
+
+
+def test_a_dead_pid_in_another_container_of_this_host_is_not_ours_to_end(tracking_store) -> None:
+    # Same host name and kernel boot, another pid namespace: that pid means another process.
+    tracking.connect()
+    experiment = tracking.experiment_id()
+    theirs = orphan(experiment, **{tracking.OWNER_PID_NAMESPACE: "pid:[4026532999]"})
+    ours = orphan(experiment)
+    assert tracking.end_orphaned_runs(experiment) == [ours]
+    assert MlflowClient().get_run(theirs).info.status == "RUNNING"
+
+
+def test_a_run_from_before_a_reboot_is_ended(tracking_store) -> None:
+    tracking.connect()
+    experiment = tracking.experiment_id()
+    # The pid space of this host before a reboot: its process may even be "alive" now.
+    alive_pid = str(os.getpid())
+    rebooted = orphan(experiment, **{tracking.OWNER_BOOT: "an-earlier-boot",
+                                     tracking.OWNER_PID: alive_pid})
+    # The same, but started after this boot: another machine of the same name, left alone.
+    other_machine = orphan(experiment, **{tracking.OWNER_BOOT: "another-kernel",
+                                          tracking.OWNER_STARTED: "9999999999"})
+    assert tracking.end_orphaned_runs(experiment) == [rebooted]
+    assert MlflowClient().get_run(other_machine).info.status == "RUNNING"

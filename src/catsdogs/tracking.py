@@ -75,6 +75,9 @@ RUN_ID_FILE = "mlflow_run_id"
 MODEL_ID_FILE = "mlflow_model_id"
 # Who owns a run: set when it starts, read when a later process looks for dead owners.
 OWNER_HOST, OWNER_PID, OWNER_STARTED = "catsdogs.owner.host", "catsdogs.owner.pid", "catsdogs.owner.started"
+# Where the owner's pid means something: its kernel's boot and its pid namespace. Containers
+# share their host's name (often) and its boot, never their pid namespace.
+OWNER_BOOT, OWNER_PID_NAMESPACE = "catsdogs.owner.boot_id", "catsdogs.owner.pid_namespace"
 # The machine a run trained on: catsdogs.machine.fingerprint, .cpu, .onednn_isa, ...
 MACHINE_TAG_PREFIX = "catsdogs.machine."
 # Set on a run ended KILLED because its owner was gone: by whom, when, and why.
@@ -219,16 +222,28 @@ def experiment_id() -> str:
     return mlflow.get_experiment_by_name(EXPERIMENT).experiment_id
 
 
+def _pid_space() -> dict[str, str]:
+    """This process's kernel boot and pid namespace, where the OS says ("" elsewhere)."""
+    def read(path: str, link: bool = False) -> str:
+        try:
+            return os.readlink(path) if link else Path(path).read_text().strip()
+        except OSError:
+            return ""
+    return {OWNER_BOOT: read("/proc/sys/kernel/random/boot_id"),
+            OWNER_PID_NAMESPACE: read("/proc/self/ns/pid", link=True)}
+
+
 def owner_tags() -> dict[str, str]:
-    """This process as a run's owner: host, pid and start time (a reused pid has another)."""
+    """This process as a run's owner: host, kernel boot, pid namespace, pid and start time
+    (a reused pid has another)."""
     me = psutil.Process()
-    return {OWNER_HOST: socket.gethostname(), OWNER_PID: str(me.pid),
+    return {OWNER_HOST: socket.gethostname(), **_pid_space(), OWNER_PID: str(me.pid),
             OWNER_STARTED: f"{me.create_time():.2f}"}
 
 
 def _owner_alive(tags: Mapping[str, str]) -> bool:
     """Whether the process a run's owner tags name still runs (the same process, not a new
-    one that got its pid)."""
+    one that got its pid). Only asked of an owner in this process's pid space."""
     try:
         process = psutil.Process(int(tags[OWNER_PID]))
         return abs(process.create_time() - float(tags[OWNER_STARTED])) < 1.0
@@ -238,18 +253,44 @@ def _owner_alive(tags: Mapping[str, str]) -> bool:
         return True
 
 
+def _owner_here(tags: Mapping[str, str], space: Mapping[str, str]) -> bool:
+    """Whether a run's owner ran where this process's pids mean the same: the same pid
+    namespace in the same kernel boot. A run from before these tags (host name only) is
+    judged as before, by its pid."""
+    if OWNER_PID_NAMESPACE not in tags:
+        return True
+    return all(tags.get(key) == value and value for key, value in space.items())
+
+
+def _owner_rebooted(tags: Mapping[str, str], space: Mapping[str, str]) -> bool:
+    """Whether a run's owner ran in this pid namespace in an earlier boot of this kernel's
+    machine: it started before this boot, so it is gone with it (what a reboot mid-training
+    leaves behind)."""
+    same_namespace = tags.get(OWNER_PID_NAMESPACE) == space[OWNER_PID_NAMESPACE] != ""
+    other_boot = tags.get(OWNER_BOOT) not in (None, "", space[OWNER_BOOT])
+    try:
+        return same_namespace and other_boot and float(tags[OWNER_STARTED]) < psutil.boot_time()
+    except (KeyError, ValueError):
+        return False
+
+
 def end_orphaned_runs(experiment_id: str) -> list[str]:
-    """End KILLED every RUNNING run of this host whose owning process is gone; return their
-    ids. Runs of other hosts, and runs without owner tags, are left as they are."""
+    """End KILLED every RUNNING run of this host whose owning process is gone: one of this
+    kernel boot and pid namespace whose pid no longer runs, or one of this pid namespace
+    that started before this boot. Return their ids. Runs owned elsewhere (another host,
+    another container on this one), and runs without owner tags, are left as they are."""
     host = socket.gethostname()
     client = MlflowClient()
     found = _write(lambda: client.search_runs(
         [experiment_id], filter_string=f"attributes.status = 'RUNNING' and tags.`{OWNER_HOST}` = '{host}'",
         max_results=1000))
     ended = []
+    space = _pid_space()
     for stale in found:
-        if _owner_alive(stale.data.tags):
-            continue
+        tags = stale.data.tags
+        if not _owner_rebooted(tags, space) and (
+                not _owner_here(tags, space) or _owner_alive(tags)):
+            continue  # alive, or another container's (or machine's) pids: not ours to judge
         note = (f"owner process {stale.data.tags.get(OWNER_PID)} on {host} was gone when process "
                 f"{os.getpid()} connected at {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
         run_id = stale.info.run_id
