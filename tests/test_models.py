@@ -225,3 +225,25 @@ def test_the_committed_zoo_parses() -> None:
             entry["weights"] = "none"
     for name in [*params["models"], *params["finetune"]]:
         assert training_job(params, name).name == name
+
+
+def test_params_digest_needs_no_weights_file_and_ignores_what_changes_no_number(tmp_path) -> None:
+    import copy
+
+    import yaml
+    from conftest import PROJECT_ROOT
+
+    from catsdogs.zoo import params_digest
+
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    transfer = next(n for n, e in params["models"].items() if "weights" in e)
+    # The weights file the entry names is absent (as after `dvc pull models metrics`).
+    params["models"][transfer]["weights"] = str(tmp_path / "absent.h5")
+    digest = params_digest(params, transfer)
+    for key, value in (("memory_budget_mb", 1), ("cache_dir", "elsewhere"), ("resume", False)):
+        changed = copy.deepcopy(params)
+        changed["train"][key] = value
+        assert params_digest(changed, transfer) == digest, key
+    changed = copy.deepcopy(params)
+    changed["train"]["batch_size"] = 16
+    assert params_digest(changed, transfer) != digest

@@ -33,7 +33,7 @@ from catsdogs.config import (
     section,
 )
 from catsdogs.models import ARCHITECTURES, resolve_weights
-from catsdogs.train_config import ENTRY_TRAIN_KEYS, FINETUNE_TRAIN_KEYS, TrainConfig
+from catsdogs.train_config import ENTRY_TRAIN_KEYS, FINETUNE_TRAIN_KEYS, NOT_DECIDING, TrainConfig
 
 OPTIMIZERS: dict[str, Callable[[float], keras.optimizers.Optimizer]] = {
     "adam": lambda lr: keras.optimizers.Adam(learning_rate=lr),
@@ -167,8 +167,10 @@ class TrainingJob:
         return f"{section_name}.{self.name}.{key}" if key in spec.overrides else f"train.{key}"
 
 
-def training_job(params: Mapping[str, Any], name: str) -> TrainingJob:
-    """The job of zoo entry `name` (of `models` or `finetune`), every setting checked."""
+def training_job(params: Mapping[str, Any], name: str, *,
+                 check_files: bool = True) -> TrainingJob:
+    """The job of zoo entry `name` (of `models` or `finetune`), every setting checked, and
+    (unless `check_files` is false: params only read, for a digest) its weights file found."""
     if name not in entry_names(params):
         raise ConfigError(f"unknown model '{name}'; choose from: {', '.join(entry_names(params))}")
     train = read_section(params, "train", TrainConfig)
@@ -190,7 +192,7 @@ def training_job(params: Mapping[str, Any], name: str) -> TrainingJob:
         raise ConfigError(f"models.{name}.arch '{spec.arch}' has no entry in 'pretrained'; add "
                           f"pretrained.{spec.arch}: none (random initial weights) or "
                           "{url: ..., sha256: ...}")
-    if "weights" in spec.settings:
+    if "weights" in spec.settings and check_files:
         # A missing file fails before any training. Not when params are only read (for a
         # digest, a report): the pretrained stage may not have run there.
         resolve_weights(spec.settings["weights"])
@@ -199,10 +201,13 @@ def training_job(params: Mapping[str, Any], name: str) -> TrainingJob:
 
 
 def params_digest(params: Mapping[str, Any], name: str) -> str:
-    """A short digest of every setting that shapes model `name`: the seed, its `train`
-    settings with its own applied, its entry, and the entry of the model it fine-tunes."""
-    job = training_job(params, name)
-    record = {"seed": job.seed, "train": dataclasses.asdict(job.config), "entry": job.entry}
+    """A short digest of every setting that shapes model `name`'s numbers, from params alone
+    (no file need exist): the seed, its `train` settings with its own applied (not those
+    that change no number, `train_config.NOT_DECIDING`), its entry, and the entry of the
+    model it fine-tunes."""
+    job = training_job(params, name, check_files=False)
+    train = {k: v for k, v in dataclasses.asdict(job.config).items() if k not in NOT_DECIDING}
+    record = {"seed": job.seed, "train": train, "entry": job.entry}
     if job.finetune:
         record["init_from"] = params["models"][job.finetune.init_from]
     text = json.dumps(record, sort_keys=True, default=str)
