@@ -107,12 +107,14 @@ def main(params_path: str, metrics_dir: Path, models_dir: Path, out: Path, accur
         tracking.connect()
         commit = tracking.git_commit()
         _, model_id = tracking.read_ids(models_dir / best)
-        registration = tracking.register_candidate(model_id, promote=promote, tags={
-            "model_name": best, "params_digest": params_digest(params, best),
-            "git_commit": commit[0] if commit else "unknown",
-            tracking.VALIDATION_DATA_TAG: split_digest(read_manifest(manifest), "validation"),
-            **{key: f"{value:.4f}" for key, value in numbers.items()},
-        })
+        # A model made from uncommitted code or params never takes the champion alias
+        # unless promoted: its git_commit did not make it.
+        tags = {"model_name": best, "params_digest": params_digest(params, best),
+                "git_commit": commit[0] if commit else "unknown",
+                tracking.VALIDATION_DATA_TAG: split_digest(read_manifest(manifest), "validation"),
+                **{key: f"{value:.4f}" for key, value in numbers.items()}}
+        registration = tracking.register_candidate(
+            model_id, tags, promote=promote, uncommitted=tracking.uncommitted_paths())
         registry = (f"Registered as `catsdogs` version {registration.version}, alias "
                     f"`{registration.alias}`: {registration.reason}." if registration else
                     "Not registered: its MLflow model is not in this tracking store.")

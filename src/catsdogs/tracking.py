@@ -47,7 +47,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-from catsdogs.compare import CHAMPION, Standing, champion_decision
+from catsdogs.compare import CHALLENGER, CHAMPION, Standing, champion_decision
 from catsdogs.config import flatten
 from catsdogs.errors import UserError, interrupted
 from catsdogs.history import EPOCH_METRICS
@@ -70,6 +70,8 @@ CHAMPION_ALIAS = CHAMPION
 # (data.manifest.split_digest), and why it holds its alias.
 VALIDATION_DATA_TAG = "validation_data"
 ALIAS_REASON_TAG = "catsdogs.alias_reason"
+# On a version made from code or params that differ from its git_commit: which files.
+UNCOMMITTED_TAG = "catsdogs.uncommitted"
 # Beside the model in models/<name>/: its training run, and its LoggedModel in that run.
 RUN_ID_FILE = "mlflow_run_id"
 MODEL_ID_FILE = "mlflow_model_id"
@@ -145,10 +147,12 @@ def tracking_uri() -> str:
 
 @contextmanager
 def _store_lock(uri: str) -> Iterator[None]:
-    """Serialise store creation and migration between processes sharing one sqlite file.
+    """Serialise, between processes sharing one sqlite file, store creation and migration
+    and each champion decision (read the champion, move the alias).
 
     Two queued experiments (`dvc queue start -j 2`) otherwise race to create the tables and
-    the experiment; after that, SQLite's own locking copes with their writes.
+    the experiment, or both take the champion alias from what they read before the other
+    moved it; other writes SQLite's own locking copes with.
     """
     if not uri.startswith("sqlite:///"):
         yield
@@ -586,12 +590,40 @@ def _standing(version: Any) -> Standing:
                     tags.get(VALIDATION_DATA_TAG))
 
 
+def uncommitted_paths(root: Path | None = None) -> list[str]:
+    """Tracked files that differ from HEAD, but for those a pipeline run writes itself
+    (dvc.lock, metrics/): the uncommitted code or params a result may come from. Empty
+    outside git."""
+    try:
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                cwd=root or project_root(), capture_output=True, text=True,
+                                check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    paths = [line[3:].split(" -> ")[-1] for line in status.splitlines() if line.strip()]
+    return [p for p in paths if p != "dvc.lock" and not p.startswith("metrics/")]
+
+
+def _champion(client: MlflowClient) -> Any:
+    try:
+        return client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION_ALIAS)
+    except MlflowException:
+        return None
+
+
 def register_candidate(model_id: str | None, tags: Mapping[str, str], *,
-                       promote: bool = False) -> Registration | None:
+                       promote: bool = False, uncommitted: Sequence[str] = ()) -> Registration | None:
     """Register the LoggedModel `model_id` as a version of `catsdogs` and give it the
     champion alias if it beats the current champion (`compare.champion_decision`: better
     validation accuracy on the same validation photos, from the `val_accuracy` and
     VALIDATION_DATA_TAG tags), else the challenger alias. The reason is tagged on the version.
+    A model made from `uncommitted` code or params (`uncommitted_paths`) is tagged so and
+    waits as the challenger, unless `promote`d.
+
+    Two compares at once: on a local SQLite store the read of the champion and the move of
+    the alias happen under one lock, so the better model ends champion whatever the order.
+    A tracking server has no compare-and-set: after the move the champion is read again,
+    and where a concurrent compare moved it to a model this one beats, it is handed back.
 
     A model already registered keeps its version: no new version for an unchanged model.
     Returns None (with a warning) when the model is not in this store, e.g. models pulled
@@ -602,6 +634,9 @@ def register_candidate(model_id: str | None, tags: Mapping[str, str], *,
                     mlflow.get_tracking_uri())
         return None
     client = MlflowClient()
+    tags = {**tags, "git_dirty": str(bool(uncommitted)).lower()}
+    if uncommitted:
+        tags[UNCOMMITTED_TAG] = ", ".join(uncommitted)[:5000]
     source = f"models:/{model_id}"  # a tracking server's answers carry the source, not model_id
     existing = [v for v in client.search_model_versions(f"name='{REGISTERED_MODEL}'")
                 if model_id in (v.model_id, v.source.removeprefix("models:/"))]
@@ -611,16 +646,40 @@ def register_candidate(model_id: str | None, tags: Mapping[str, str], *,
         registered = _write(lambda: mlflow.register_model(source, REGISTERED_MODEL, tags=dict(tags)))
         log.info("registered %s version %s", REGISTERED_MODEL, registered.version)
     version = str(registered.version)
-    try:
-        incumbent = client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION_ALIAS)
-    except MlflowException:
-        incumbent = None
     candidate = Standing(version, float(tags["val_accuracy"]) if "val_accuracy" in tags else None,
                          tags.get(VALIDATION_DATA_TAG))
-    alias, reason = champion_decision(candidate, _standing(incumbent) if incumbent else None,
-                                      promote=promote)
+    with _store_lock(mlflow.get_tracking_uri()):
+        incumbent = _champion(client)
+        alias, reason = champion_decision(candidate, _standing(incumbent) if incumbent else None,
+                                          promote=promote)
+        if uncommitted and not promote and alias == CHAMPION_ALIAS:
+            alias, reason = CHALLENGER, (
+                f"made from uncommitted changes ({', '.join(uncommitted[:3])}"
+                f"{', ...' if len(uncommitted) > 3 else ''}): commit them and run again, or "
+                "promote it on purpose with `python stages/compare.py --promote`")
+        _move_alias(client, version, alias, reason)
+    if alias == CHAMPION_ALIAS and not promote:
+        _hand_back(client, candidate)
+    log.info("%s version %s is %s: %s", REGISTERED_MODEL, version, alias, reason)
+    return Registration(version, alias, reason)
+
+
+def _move_alias(client: MlflowClient, version: str, alias: str, reason: str) -> None:
     _write(lambda: client.set_registered_model_alias(REGISTERED_MODEL, alias, version))
     _write(lambda: client.set_model_version_tag(REGISTERED_MODEL, version, ALIAS_REASON_TAG,
                                                 f"{alias}: {reason}"))
-    log.info("%s version %s is %s: %s", REGISTERED_MODEL, version, alias, reason)
-    return Registration(version, alias, reason)
+
+
+def _hand_back(client: MlflowClient, ours: Standing) -> None:
+    """After this process made `ours` champion: where another one since moved the alias to a
+    version `ours` beats (it decided on what it read before our move), take it back."""
+    holder = _champion(client)
+    if holder is None or str(holder.version) == ours.version:
+        return
+    alias, reason = champion_decision(ours, _standing(holder))
+    if alias == CHAMPION_ALIAS:
+        log.warning("a concurrent compare gave the champion alias to version %s, which version "
+                    "%s beats: handing it back", holder.version, ours.version)
+        _move_alias(client, ours.version, alias, reason)
+        _move_alias(client, str(holder.version), CHALLENGER,
+                    f"a concurrent compare made it champion, but version {ours.version} beats it")
