@@ -37,6 +37,18 @@ from catsdogs.errors import UserError
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 20
+# Photos barely compress (a JPEG zips at about 1:1); a decompression bomb expands a
+# thousandfold. An archive entry (a zip's, by its header) or a whole tar (by its size) may
+# expand at most this many times, plus RATIO_SLACK bytes, so small text files never trip it.
+MAX_RATIO = 100
+RATIO_SLACK = 1 << 20
+# The compression methods Python's zipfile reads (Deflate64, method 9, is not one).
+ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate",
+               zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "lzma"}
+ZIP_METHOD_NAMES = {9: "Deflate64 (what Windows Explorer writes for big folders)", 98: "PPMd",
+                    99: "AES encryption"}
+UNPACK_IT_YOURSELF = ("unpack it yourself (7-Zip, or `unzip` with the password) and point "
+                      "download.url, or `catsdogs evaluate`, at the folder")
 OFFLINE_HINT = (
     "To use a local copy, set download.url to its path or file:// URL, e.g. "
     "dvc exp run -S 'download.url=/path/to/cats_and_dogs_filtered.zip' "
@@ -90,9 +102,10 @@ class DownloadConfig:
     timeout_s: Annotated[float, Range(0, low_open=True)] = 30.0
     retries: Annotated[int, Range(0)] = 3
     backoff_s: Annotated[float, Range(0)] = 1.0
-    # Caps for each source.
-    max_files: Annotated[int, Range(1)] = 10_000
-    max_bytes: Annotated[int, Range(1)] = 1_000_000_000
+    # Caps for each source: far past real collections (Kaggle's 25,000-photo train.zip, the
+    # README's 100,000 photos). Bombs are refused by what they are: see MAX_RATIO.
+    max_files: Annotated[int, Range(1)] = 1_000_000
+    max_bytes: Annotated[int, Range(1)] = 100_000_000_000
 
     @property
     def sources(self) -> tuple[Source, ...]:
@@ -311,6 +324,19 @@ def _check_entry(info: zipfile.ZipInfo) -> None:
     mode = info.external_attr >> 16
     if stat.S_ISLNK(mode):
         raise UnsafeArchiveError(f"archive entry '{info.filename}' is a symbolic link; refusing it")
+    if info.flag_bits & 0x1:
+        raise UnsafeArchiveError(f"archive entry '{info.filename}' is encrypted (a password-"
+                                 f"protected zip), which this pipeline cannot read; "
+                                 f"{UNPACK_IT_YOURSELF}")
+    if info.compress_type not in ZIP_METHODS:
+        method = ZIP_METHOD_NAMES.get(info.compress_type, f"method {info.compress_type}")
+        raise UnsafeArchiveError(f"archive entry '{info.filename}' is compressed with {method}, "
+                                 f"which Python's zipfile cannot read; {UNPACK_IT_YOURSELF}")
+    if info.file_size > MAX_RATIO * info.compress_size + RATIO_SLACK:
+        raise UnsafeArchiveError(
+            f"archive entry '{info.filename}' claims {info.file_size:,} bytes from "
+            f"{info.compress_size:,} compressed, over {MAX_RATIO} times: a decompression bomb, "
+            "not photos; refusing it")
 
 
 def _check_count(count: int, max_files: int, what: str) -> None:
@@ -320,10 +346,11 @@ def _check_count(count: int, max_files: int, what: str) -> None:
 
 
 class _ByteBudget:
-    """Counts bytes as they are written, refusing the one that takes them over the cap."""
+    """Counts bytes as they are written, refusing the one that takes them over the cap, or
+    past `expands_to` (an archive's size times MAX_RATIO)."""
 
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes, self.written = max_bytes, 0
+    def __init__(self, max_bytes: int, expands_to: int | None = None) -> None:
+        self.max_bytes, self.expands_to, self.written = max_bytes, expands_to, 0
 
     def copy(self, reader: BinaryIO, target: Path, name: str) -> str:
         """Copy reader to target within the budget; return the copy's sha256."""
@@ -335,6 +362,10 @@ class _ByteBudget:
                     raise UnsafeArchiveError(
                         f"archive entry '{name}' takes the uncompressed size over the cap of "
                         f"{self.max_bytes:,} bytes (download.max_bytes)")
+                if self.expands_to is not None and self.written > self.expands_to:
+                    raise UnsafeArchiveError(
+                        f"archive entry '{name}' takes the archive past {MAX_RATIO} times its "
+                        "compressed size: a decompression bomb, not photos; refusing it")
                 digest.update(chunk)
                 out.write(chunk)
         return digest.hexdigest()
@@ -345,11 +376,12 @@ Entry = tuple[str, bool, Callable[[], BinaryIO]]
 
 
 def _unpack_entries(entries: Sequence[Entry], out_dir: Path, *, max_files: int, max_bytes: int,
-                    corrupt: tuple[type[BaseException], ...]) -> int:
-    """Write checked archive entries into `out_dir` atomically, within the caps; an error of
-    a `corrupt` type while reading an entry names it. Returns the number of files."""
+                    corrupt: tuple[type[BaseException], ...], expands_to: int | None = None) -> int:
+    """Write checked archive entries into `out_dir` atomically, within the caps (and within
+    `expands_to` bytes in all); an error of a `corrupt` type while reading an entry names it.
+    Returns the number of files."""
     _check_count(sum(1 for _, is_dir, _ in entries if not is_dir), max_files, "archive")
-    budget = _ByteBudget(max_bytes)
+    budget = _ByteBudget(max_bytes, expands_to)
     files = 0
     with atomic_dir(out_dir) as tmp:
         for name, is_dir, open_entry in entries:
@@ -391,6 +423,11 @@ def extract(archive: Path, out_dir: Path, *, max_files: int, max_bytes: int) -> 
         infos = zf.infolist()
         for info in infos:
             _check_entry(info)
+        declared = sum(info.file_size for info in infos)
+        if declared > max_bytes:
+            raise UnsafeArchiveError(
+                f"'{archive}' declares {declared:,} bytes uncompressed, over the cap of "
+                f"{max_bytes:,} bytes (download.max_bytes)")
         entries = [(i.filename, i.is_dir(), lambda i=i: zf.open(i)) for i in infos]
         return _unpack_entries(entries, out_dir, max_files=max_files, max_bytes=max_bytes,
                                corrupt=(zipfile.BadZipFile, EOFError))
@@ -417,9 +454,12 @@ def extract_tar(archive: Path, out_dir: Path, *, max_files: int, max_bytes: int)
                 raise UnsafeArchiveError(
                     f"archive entry '{member.name}' is a device or fifo, not a file; refusing it")
         entries = [(m.name, m.isdir(), lambda m=m: tf.extractfile(m)) for m in members]
+        # A compressed tar has no per-entry sizes to judge: the whole may expand at most
+        # MAX_RATIO times the archive (a plain tar never does).
+        expands_to = MAX_RATIO * archive.stat().st_size + RATIO_SLACK
         # zlib.error and friends surface as tarfile.ReadError; EOFError is a truncated member.
         return _unpack_entries(entries, out_dir, max_files=max_files, max_bytes=max_bytes,
-                               corrupt=(tarfile.TarError, EOFError))
+                               corrupt=(tarfile.TarError, EOFError), expands_to=expands_to)
 
 
 def copy_folder(folder: Path, out_dir: Path, *, max_files: int, max_bytes: int) -> tuple[str, int]:
