@@ -15,7 +15,7 @@ import click
 from catsdogs import tracking
 from catsdogs.atomic import write_json
 from catsdogs.config import load_params, read_section
-from catsdogs.data.download import DownloadConfig, download_all
+from catsdogs.data.download import DownloadConfig, download_all, shown
 from catsdogs.stage_support import fails_clearly, params_option, setup_logging
 
 
@@ -40,7 +40,7 @@ def main(params_path: str, out: Path, record: Path) -> None:
         backoff_s=config.backoff_s, max_files=config.max_files, max_bytes=config.max_bytes,
     )
     write_json(record, {"sources": [f.record() for f in fetched]})
-    logged = {f.name or "": {"source": f.source, "kind": f.kind, "sha256": f.sha256}
+    logged = {f.name or "": {"source": shown(f.source), "kind": f.kind, "sha256": f.sha256}
               for f in fetched}
     with tracking.run("download", tags=tracking.context_tags("download")):
         tracking.log_params({"download": logged.get("") or logged})
@@ -48,7 +48,7 @@ def main(params_path: str, out: Path, record: Path) -> None:
     for source, got in zip(sources, fetched, strict=True):
         if source.sha256 is None:
             setting = f"download.sha256.{got.name}" if got.name else "download.sha256"
-            click.echo(f"Fetched {got.source}: {got.size:,} bytes, sha256 {got.sha256}; "
+            click.echo(f"Fetched {shown(got.source)}: {got.size:,} bytes, sha256 {got.sha256}; "
                        f"set {setting} to this value to pin it.", err=True)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import json
 import shutil
 import socket
 import stat
@@ -94,7 +95,7 @@ def test_local_path_and_file_url_extract_the_tree(dataset_zip: Path, tmp_path: P
 
 @pytest.mark.parametrize(("source", "recorded"), [
     ("https://example.com/data/cats.zip", "https://example.com/data/cats.zip"),
-    ("https://user:secret@example.com:8443/cats.zip?v=2", "https://example.com:8443/cats.zip?v=2"),
+    ("https://user:secret@example.com:8443/cats.zip?v=2", "https://example.com:8443/cats.zip?v=***"),
     ("http://me@[::1]:8000/cats.zip", "http://[::1]:8000/cats.zip"),
     ("file:///home/someone/My%20Photos/pets.tar.gz", "pets.tar.gz"),
     ("~/Pictures/pets/", "pets"),
@@ -466,3 +467,79 @@ def test_a_tar_bomb_is_refused_by_its_ratio(tmp_path: Path) -> None:
 def test_photos_that_barely_compress_pass_the_ratio(dataset_zip: Path, tmp_path: Path) -> None:
     archive = _tar_of(dataset_zip, tmp_path / "photos.tar.gz")
     assert run_download(str(archive), tmp_path / "raw", max_files=10**6, max_bytes=10**11)
+
+
+# ---- Credentials: given outside params.yaml, never shown -------------------------------
+
+SECRET = "s3cr3t-Pa55"
+
+
+@pytest.fixture()
+def guarded(dataset_zip: Path) -> Iterator[str]:
+    """A server that answers the zip only to Basic user:SECRET or ?token=SECRET, else 401."""
+    import base64
+
+    body = dataset_zip.read_bytes()
+    basic = "Basic " + base64.b64encode(f"user:{SECRET}".encode()).decode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            allowed = self.headers.get("Authorization") == basic or f"token={SECRET}" in self.path
+            payload = body if allowed else b"who are you?"
+            self.send_response(200 if allowed else 401)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def test_credentials_come_from_netrc_and_are_never_shown(guarded: str, tmp_path: Path,
+                                                         monkeypatch, caplog) -> None:
+    url = f"http://{guarded}/cats_and_dogs_filtered.zip"
+    monkeypatch.setenv("NETRC", str(tmp_path / "absent"))
+    with pytest.raises(DownloadError, match="HTTP 401"):  # no credentials: refused
+        run_download(url, tmp_path / "raw")
+    netrc_file = tmp_path / "netrc"
+    netrc_file.write_text(f"machine 127.0.0.1 login user password {SECRET}\n")
+    netrc_file.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc_file))
+    caplog.set_level("DEBUG")
+    fetched = run_download(url, tmp_path / "raw")
+    assert fetched.sha256 and SECRET not in json.dumps(fetched.record())
+    assert SECRET not in caplog.text
+
+
+@pytest.mark.parametrize("how", ["user-in-url", "token-in-query"])
+def test_a_secret_in_the_url_works_and_is_never_shown(guarded: str, tmp_path: Path, monkeypatch,
+                                                      caplog, tracking_store: str, how: str) -> None:
+    from click.testing import CliRunner
+    from conftest import load_stage, small_params, write_params
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("NETRC", str(tmp_path / "absent"))
+    url = (f"http://user:{SECRET}@{guarded}/data.zip" if how == "user-in-url"
+           else f"http://{guarded}/data.zip?token={SECRET}")
+    params = small_params(tmp_path / "unused.zip")
+    params["download"]["url"] = url
+    write_params(tmp_path / "params.yaml", params)
+    caplog.set_level("DEBUG")
+    result = CliRunner().invoke(load_stage("download"), [
+        "--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "raw"),
+        "--record", str(tmp_path / "download.json")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "raw/cats_and_dogs_filtered/train/cats").is_dir()
+    record = (tmp_path / "download.json").read_text()
+    run = MlflowClient().search_runs(
+        [MlflowClient().get_experiment_by_name("catsdogs").experiment_id],
+        filter_string="attributes.run_name = 'download'")[0]
+    for where, text in (("record", record), ("output", result.output), ("log", caplog.text),
+                        ("MLflow params", json.dumps(run.data.params))):
+        assert SECRET not in text, where
+    assert f"{guarded}/data.zip" in record

@@ -11,8 +11,10 @@ caps allow.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
+import netrc
 import os
 import re
 import stat
@@ -163,9 +165,23 @@ class Fetched:
                 "kind": self.kind, "sha256": self.sha256, "size_bytes": self.size}
 
 
+def shown(source: str) -> str:
+    """A source as logs, messages, MLflow and the record may show it: a URL without any user
+    name or password, and with each query value (a `?token=...`) replaced by `***`."""
+    parsed = urllib.parse.urlsplit(source)
+    if parsed.scheme not in ("http", "https"):
+        return source
+    host = parsed.hostname or ""
+    host = f"[{host}]" if ":" in host else host  # an IPv6 address keeps its brackets
+    netloc = f"{host}:{parsed.port}" if parsed.port is not None else host
+    query = "&".join(f"{key}=***" for key, _ in urllib.parse.parse_qsl(
+        parsed.query, keep_blank_values=True))
+    return urllib.parse.urlunsplit(parsed._replace(netloc=netloc, query=query))
+
+
 def recorded_source(source: str) -> str:
     """A source as the committed record keeps it: a local path or file:// URL by its file or
-    folder name alone, a URL without any user name or password in it.
+    folder name alone, a URL as `shown` (no credentials, no query values).
 
     The record is committed and read on other machines, where this machine's folders mean
     nothing and should not be shown; the sha256 beside it says which file it was.
@@ -173,13 +189,32 @@ def recorded_source(source: str) -> str:
     local = _local_path(source)
     if local is not None:
         return local.name or str(local)  # a root folder ("/") has no name
-    parsed = urllib.parse.urlsplit(source)
-    if parsed.username is None and parsed.password is None:
-        return source
-    host = parsed.hostname or ""
-    host = f"[{host}]" if ":" in host else host  # an IPv6 address keeps its brackets
-    netloc = f"{host}:{parsed.port}" if parsed.port is not None else host
-    return urllib.parse.urlunsplit(parsed._replace(netloc=netloc))
+    return shown(source)
+
+
+def _credentials(url: str) -> tuple[str, str | None]:
+    """(`url` without a user name or password, the Basic Authorization header's value or
+    None): from the URL's own `user:password@`, else from ~/.netrc (or the file $NETRC
+    names) for its host, as curl, wget and pip read it."""
+    parsed = urllib.parse.urlsplit(url)
+    user, password = parsed.username, parsed.password
+    if user is not None or password is not None:
+        netloc = parsed.netloc.rpartition("@")[2]
+        url = urllib.parse.urlunsplit(parsed._replace(netloc=netloc))
+        user, password = urllib.parse.unquote(user or ""), urllib.parse.unquote(password or "")
+    else:
+        try:
+            entry = netrc.netrc(os.environ.get("NETRC")).authenticators(parsed.hostname or "")
+        except FileNotFoundError:
+            entry = None
+        except (netrc.NetrcParseError, OSError) as error:
+            log.warning("netrc not read (%s): downloading without its credentials", error)
+            entry = None
+        if entry is None:
+            return url, None
+        user, _, password = entry
+    token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
+    return url, f"Basic {token}"
 
 
 def _local_path(source: str) -> Path | None:
@@ -230,12 +265,17 @@ def _copy_hashing(
 
 
 def _fetch_http(url: str, dest: Path, timeout_s: float) -> tuple[str, int]:
+    url, authorization = _credentials(url)
     request = urllib.request.Request(url, headers={"User-Agent": "catsdogs"})
+    if authorization:
+        # Not sent on to where a redirect leads (another host, e.g. a storage bucket).
+        request.add_unredirected_header("Authorization", authorization)
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             length = response.headers.get("Content-Length")
             with dest.open("wb") as out:
-                digest, size = _copy_hashing(response, out, int(length) if length else None, url)
+                digest, size = _copy_hashing(response, out, int(length) if length else None,
+                                             shown(url))
             if length and size != int(length):
                 raise _RetryableError(f"connection closed after {size} of {length} bytes")
             return digest, size
@@ -269,7 +309,7 @@ def _fetch_one(
             if attempt == retries:
                 raise DownloadError(f"{error} (after {retries + 1} attempts)") from error
             wait = backoff_s * 2**attempt
-            log.warning("%s: %s; retrying in %.1f s", source, error, wait)
+            log.warning("%s: %s; retrying in %.1f s", shown(source), error, wait)
             sleep(wait)
     raise AssertionError("unreachable")
 
@@ -302,10 +342,10 @@ def fetch(
                 return Fetched(source=source, sha256="", size=0, kind="folder", local_folder=local)
             digest, size = _fetch_one(source, dest, timeout_s, retries, backoff_s, sleep)
         except DownloadError as error:
-            log.warning("%s failed: %s", source, error)
-            failures.append(f"  {source}: {error}")
+            log.warning("%s failed: %s", shown(source), error)
+            failures.append(f"  {shown(source)}: {error}")
             continue
-        log.info("fetched %s: %s bytes, sha256 %s", source, f"{size:,}", digest)
+        log.info("fetched %s: %s bytes, sha256 %s", shown(source), f"{size:,}", digest)
         return Fetched(source=source, sha256=digest, size=size)
     raise DownloadError(f"could not fetch {what} from:\n" + "\n".join(failures) + "\n" + hint)
 
@@ -574,7 +614,7 @@ def _verify(fetched: Fetched, sha256: str | None) -> None:
     if sha256 is not None and fetched.sha256 != sha256.lower():
         setting = f"download.sha256.{fetched.name}" if fetched.name else "download.sha256"
         raise DownloadError(
-            f"sha256 mismatch for {fetched.source}: expected {sha256}, got "
+            f"sha256 mismatch for {shown(fetched.source)}: expected {sha256}, got "
             f"{fetched.sha256}. The {fetched.kind} changed or is corrupt; if it is the copy "
             f"you trust, set {setting} to the new value."
         )

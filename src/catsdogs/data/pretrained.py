@@ -18,7 +18,7 @@ from typing import Any
 
 from catsdogs.atomic import atomic_dir
 from catsdogs.config import ConfigError
-from catsdogs.data.download import DownloadError, fetch
+from catsdogs.data.download import DownloadError, fetch, shown
 
 WEIGHTS_FILE = "weights.h5"
 NO_WEIGHTS_FILE = "none.txt"
@@ -85,12 +85,13 @@ def fetch_pretrained(
             got = fetch(source.mirrors, folder / WEIGHTS_FILE, timeout_s=timeout_s, retries=retries,
                         what=f"the weights for '{arch}'", hint=OFFLINE_HINT)
             if got.local_folder is not None:
-                raise DownloadError(f"pretrained.{arch}.url '{got.source}' is a folder; give "
-                                    "the weights file itself")
+                raise DownloadError(f"pretrained.{arch}.url '{shown(got.source)}' is a folder; "
+                                    "give the weights file itself")
             if source.sha256 is not None and got.sha256 != source.sha256:
                 raise DownloadError(
-                    f"sha256 mismatch for {got.source}: expected {source.sha256}, got "
+                    f"sha256 mismatch for {shown(got.source)}: expected {source.sha256}, got "
                     f"{got.sha256}; this is not the file pretrained.{arch}.sha256 pins. If it "
                     f"is the one you mean, set pretrained.{arch}.sha256 to the new value.")
-            records[arch] = {"source": got.source, "sha256": got.sha256, "size_bytes": got.size}
+            records[arch] = {"source": shown(got.source), "sha256": got.sha256,
+                             "size_bytes": got.size}
     return records
