@@ -1,9 +1,11 @@
-"""DVC stage `pretrained`: fetch the weights each architecture of the zoo starts from.
+"""DVC stage `pretrained@<arch>`: fetch the weights an architecture of the zoo starts from.
 
-Reads the `pretrained` section of params.yaml. Writes --out/<arch>/ for every architecture:
-the weights file, checked against its sha256, or a note that the architecture starts from
-random weights. Each train stage depends on its architecture's folder, so DVC hashes the
-weights that made its numbers. Logs what was fetched to MLflow as run `pretrained`.
+Reads `pretrained.<arch>` of params.yaml. Writes --out: the weights file, checked against
+its sha256, or a note that the architecture starts from random weights (without --arch,
+--out/<arch>/ for every architecture). Each train stage depends on its own architecture's
+folder only, so DVC hashes the weights that made its numbers, and a model that starts from
+random weights never needs another's download. Logs what was fetched to MLflow as run
+`pretrained`.
 """
 
 from __future__ import annotations
@@ -14,24 +16,35 @@ import click
 
 from catsdogs import tracking
 from catsdogs.config import load_params
-from catsdogs.data.pretrained import fetch_pretrained, read_pretrained
+from catsdogs.data.pretrained import fetch_architecture, fetch_pretrained, read_pretrained
 from catsdogs.stage_support import fails_clearly, params_option, setup_logging
 
 
 @click.command()
 @params_option
+@click.option("--arch", default=None,
+              help="The architecture (a key of the pretrained section) to fetch; every one "
+                   "(into --out/<arch>/) when not given.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               default="data/pretrained", show_default=True,
-              help="Folder to write, one subfolder per architecture (replaced).")
+              help="Folder to write (replaced): the architecture's, or one subfolder per "
+                   "architecture without --arch.")
 @fails_clearly
-def main(params_path: str, out: Path) -> None:
-    """Fetch each architecture's pretrained weights (pretrained.<arch>.url: a URL, file://
+def main(params_path: str, arch: str | None, out: Path) -> None:
+    """Fetch an architecture's pretrained weights (pretrained.<arch>.url: a URL, file://
     URL or local path, or a list of mirrors), verify pretrained.<arch>.sha256, and write
-    them under --out; an architecture set to `none` gets a note instead."""
+    them to --out; an architecture set to `none` gets a note instead."""
     setup_logging()
     sources = read_pretrained(load_params(params_path))
+    if arch is not None and arch not in sources:
+        raise click.BadParameter(f"'{arch}' is not in the pretrained section; choose from: "
+                                 f"{', '.join(sources)}", param_hint="--arch")
     tracking.connect()
-    fetched = fetch_pretrained(sources, out)
+    if arch is None:
+        fetched = fetch_pretrained(sources, out)
+    else:
+        sources = {arch: sources[arch]}
+        fetched = {arch: fetch_architecture(arch, sources[arch], out)}
     with tracking.run("pretrained", tags=tracking.context_tags("pretrained")):
         tracking.log_params({"pretrained": {arch: record or "none"
                                             for arch, record in fetched.items()}})

@@ -69,6 +69,7 @@ def test_dvc_repro_end_to_end(tmp_path: Path, dataset_zip: Path) -> None:
     experiment = client.get_experiment_by_name("catsdogs").experiment_id
     # pretrained, download and split, which ran first, log runs too: they finished.
     statuses = sorted((r.info.run_name, r.info.status) for r in client.search_runs([experiment]))
+    # The first model's own architecture's pretrained stage ran, and only that one.
     assert statuses == [("download", "FINISHED"), (M1, "KILLED"), ("pretrained", "FINISHED"),
                         ("split", "FINISHED")], output
     write_params(repo / "params.yaml", small_params(dataset_zip))
@@ -195,3 +196,16 @@ def test_dvc_repro_end_to_end(tmp_path: Path, dataset_zip: Path) -> None:
     assert rates == {"qa": ZOO["models"][M1]["learning_rate"], "qb": 1e-5}
     assert {v.version for v in client.search_model_versions("name='catsdogs'")} == registered
     assert client.get_model_version_by_alias("catsdogs", "champion").version == holder
+
+
+@pytest.mark.slow
+def test_a_model_needs_only_its_own_architectures_weights(tmp_path: Path, dataset_zip: Path) -> None:
+    # Offline: the transfer models' ImageNet file cannot be fetched. M1 starts from random
+    # weights, so its stages neither wait for it nor fail on it.
+    params = small_params(dataset_zip)
+    params["pretrained"]["transfer"] = {"url": "http://127.0.0.1:9/unreachable.h5", "sha256": None}
+    repo = make_project(tmp_path / "project", params)
+    arch = params["models"][M1]["arch"]
+    output = sh(repo, "dvc", "repro", f"train@{M1}")
+    assert ran_stages(output) == {f"pretrained@{arch}", "download", "split", f"train@{M1}"}
+    assert (repo / f"models/{M1}/model.keras").is_file()

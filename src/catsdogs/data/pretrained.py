@@ -27,7 +27,8 @@ OFFLINE_HINT = (
     "To use a local copy, set pretrained.<arch>.url to its path or file:// URL (the sha256 "
     "still applies), e.g. dvc exp run -S 'pretrained.transfer.url=/path/to/weights.h5'; to "
     "keep params.yaml as it is, run `python stages/pretrained.py --params <a copy of "
-    "params.yaml with that url>` and then `dvc commit pretrained`."
+    "params.yaml with that url> --arch <arch> --out data/pretrained/<arch>` and then "
+    "`dvc commit pretrained@<arch>`."
 )
 
 
@@ -66,32 +67,36 @@ def read_pretrained(params: Mapping[str, Any]) -> dict[str, PretrainedSource | N
     return sources
 
 
+def fetch_architecture(arch: str, source: PretrainedSource | None, out_dir: Path, *,
+                       timeout_s: float = 30.0, retries: int = 3) -> dict[str, Any]:
+    """Write `out_dir` (replaced, all or nothing) for architecture `arch`: its weights file
+    fetched and checked, or the note that it has none. Returns what was fetched (source,
+    sha256, size; {} for none). A sha256 that does not match is a DownloadError naming the
+    setting, and leaves `out_dir` as it was."""
+    with atomic_dir(out_dir) as folder:
+        if source is None:
+            (folder / NO_WEIGHTS_FILE).write_text(NO_WEIGHTS_TEXT, encoding="utf-8")
+            return {}
+        got = fetch(source.mirrors, folder / WEIGHTS_FILE, timeout_s=timeout_s, retries=retries,
+                    what=f"the weights for '{arch}'", hint=OFFLINE_HINT)
+        if got.local_folder is not None:
+            raise DownloadError(f"pretrained.{arch}.url '{shown(got.source)}' is a folder; "
+                                "give the weights file itself")
+        if source.sha256 is not None and got.sha256 != source.sha256:
+            raise DownloadError(
+                f"sha256 mismatch for {shown(got.source)}: expected {source.sha256}, got "
+                f"{got.sha256}; this is not the file pretrained.{arch}.sha256 pins. If it "
+                f"is the one you mean, set pretrained.{arch}.sha256 to the new value.")
+        return {"source": shown(got.source), "sha256": got.sha256, "size_bytes": got.size}
+
+
 def fetch_pretrained(
     sources: Mapping[str, PretrainedSource | None], out_dir: Path, *, timeout_s: float = 30.0,
     retries: int = 3,
 ) -> dict[str, dict[str, Any]]:
-    """Write `out_dir`/<arch>/ for every architecture, all or nothing; return what was fetched
-    per architecture (source, sha256, size; {} for none). A sha256 that does not match is a
-    DownloadError naming the setting, and leaves `out_dir` as it was."""
-    records: dict[str, dict[str, Any]] = {}
+    """Write `out_dir`/<arch>/ for every architecture (`fetch_architecture`), all or nothing;
+    return what was fetched per architecture."""
     with atomic_dir(out_dir) as built:
-        for arch, source in sources.items():
-            folder = built / arch
-            folder.mkdir()
-            if source is None:
-                (folder / NO_WEIGHTS_FILE).write_text(NO_WEIGHTS_TEXT, encoding="utf-8")
-                records[arch] = {}
-                continue
-            got = fetch(source.mirrors, folder / WEIGHTS_FILE, timeout_s=timeout_s, retries=retries,
-                        what=f"the weights for '{arch}'", hint=OFFLINE_HINT)
-            if got.local_folder is not None:
-                raise DownloadError(f"pretrained.{arch}.url '{shown(got.source)}' is a folder; "
-                                    "give the weights file itself")
-            if source.sha256 is not None and got.sha256 != source.sha256:
-                raise DownloadError(
-                    f"sha256 mismatch for {shown(got.source)}: expected {source.sha256}, got "
-                    f"{got.sha256}; this is not the file pretrained.{arch}.sha256 pins. If it "
-                    f"is the one you mean, set pretrained.{arch}.sha256 to the new value.")
-            records[arch] = {"source": shown(got.source), "sha256": got.sha256,
-                             "size_bytes": got.size}
-    return records
+        return {arch: fetch_architecture(arch, source, built / arch, timeout_s=timeout_s,
+                                         retries=retries)
+                for arch, source in sources.items()}
