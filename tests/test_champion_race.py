@@ -45,6 +45,7 @@ def champion_accuracy(store: str) -> str:
     return version.tags["val_accuracy"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("round_", range(3))
 def test_two_compares_at_once_leave_the_better_model_champion(tmp_path: Path, round_: int) -> None:
     store, go = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "go"

@@ -87,12 +87,16 @@ def test_dvc_repro_end_to_end(tmp_path: Path, dataset_zip: Path) -> None:
     for model in MODELS:
         trained = json.loads((repo / f"metrics/train/{model}.json").read_text())
         evaluated = json.loads((repo / f"metrics/eval/{model}.json").read_text())
-        assert 0.0 <= trained["val_accuracy"] <= 1.0
+        history = pd.read_csv(repo / f"metrics/history/{model}.csv")
+        predictions = pd.read_csv(repo / f"metrics/predictions/{model}.csv")
+        # What the fixture makes true: one epoch, 16 validation and 4 test photos; the
+        # numbers are the history's last epoch and the predictions' share of right answers.
+        assert len(history) == 1 and trained["val_accuracy"] == history["val_accuracy"].iloc[-1]
+        assert (trained["val_accuracy"] * 16).is_integer()
         assert json.loads((repo / f"models/{model}/training.json").read_text())["epochs"] == 1
-        assert evaluated["count"] == 4
-        assert 0.0 <= evaluated["accuracy"] <= 1.0 and evaluated["count"] == 4
+        assert evaluated["count"] == len(predictions) == 4
+        assert evaluated["accuracy"] == (predictions["actual"] == predictions["predicted"]).mean()
         assert (repo / f"models/{model}/model.keras").is_file()
-        assert len(pd.read_csv(repo / f"metrics/history/{model}.csv")) == 1
     # The synthetic classes are easy: the small CNN with input scaling (M3) must beat the coin.
     m3 = next(n for n, e in ZOO["models"].items() if e.get("rescale") == "mobilenet_v2")
     assert json.loads((repo / f"metrics/train/{m3}.json").read_text())["val_accuracy"] > 0.5

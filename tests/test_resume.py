@@ -198,6 +198,7 @@ def augmenting_model(params: dict) -> str:
                 if entry.get("rotation") and entry.get("dropout"))
 
 
+@pytest.mark.slow
 def test_a_killed_training_with_augmentation_and_dropout_resumes_to_the_same_model(
     project: Path, dataset_zip: Path
 ) -> None:
@@ -206,6 +207,7 @@ def test_a_killed_training_with_augmentation_and_dropout_resumes_to_the_same_mod
     killed_then_resumed_equals_uninterrupted(project, augmenting_model(params))
 
 
+@pytest.mark.slow
 def test_a_killed_fine_tuning_resumes_to_the_same_model(project: Path, dataset_zip: Path) -> None:
     params = small_params(dataset_zip)
     name, entry = next(iter(params["finetune"].items()))
@@ -216,6 +218,7 @@ def test_a_killed_fine_tuning_resumes_to_the_same_model(project: Path, dataset_z
     killed_then_resumed_equals_uninterrupted(project, name, "--init-from", f"models/{base}")
 
 
+@pytest.mark.slow
 def test_resume_off_keeps_no_state(project: Path, dataset_zip: Path) -> None:
     params = small_params(dataset_zip, epochs=3)
     params["train"]["resume"] = False
