@@ -71,9 +71,10 @@ def test_a_half_written_state_is_never_read(tmp_path: Path, caplog) -> None:
     (tmp_path / "m/d/.epoch-0003.tmp-x").mkdir()
     (tmp_path / "m/d/epoch-0004").mkdir()
     assert store.load().epoch == 2
-    (tmp_path / "m/d/epoch-0002/model.npz").write_bytes(b"not an archive")
+    (tmp_path / "m/d/epoch-0002/model.npz").write_bytes(b"")  # a power cut's empty file
     assert store.load() is None
-    assert "cannot be read" in caplog.text
+    assert "cannot be read (EOFError" in caplog.text
+    assert not (tmp_path / "m/d/epoch-0002").exists()  # removed: it cannot block a rerun
 
 
 def test_a_held_state_is_neither_read_nor_written_by_another_process(tmp_path: Path) -> None:
@@ -227,3 +228,69 @@ def test_resume_off_keeps_no_state(project: Path, dataset_zip: Path) -> None:
     train(project, name, kill_at_epoch=3)
     assert not (project / resume.RESUME_DIR / name).exists()
     assert "resuming" not in train(project, name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change", ["params", "machine"])
+def test_a_state_made_under_other_params_or_on_another_machine_is_not_used(
+    project: Path, dataset_zip: Path, monkeypatch, change: str
+) -> None:
+    params = small_params(dataset_zip, epochs=4)
+    write_params(project / "params.yaml", params)
+    name = augmenting_model(params)
+    train(project, name, kill_at_epoch=3)
+    [before] = (project / resume.RESUME_DIR / name).iterdir()
+    if change == "params":
+        params["models"][name]["dropout"] = 0.4
+        write_params(project / "params.yaml", params)
+    else:  # oneDNN held to AVX2 computes as another kind of CPU does: another fingerprint
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    output = train(project, name, kill_at_epoch=2)
+    assert "resuming" not in output  # trained from epoch 1
+    [after] = (project / resume.RESUME_DIR / name).iterdir()
+    assert after.name != before.name  # its own digest; the other state was removed
+    assert [p.name for p in after.iterdir()] == ["epoch-0001"]
+
+
+# -- fit() with a resume, in process ------------------------------------------------------
+
+
+def tiny_fit(epochs: int, resume_with=None):
+    import keras
+    import tensorflow as tf
+
+    from catsdogs.training import compile_model, fit, set_determinism
+
+    set_determinism(3)
+    model = compile_model(keras.Sequential([keras.Input((4,)), keras.layers.Dropout(0.3),
+                                            keras.layers.Dense(1)]))
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 4), dtype=np.float32), (rng.random((32, 1)) > 0.5).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(32, seed=3).batch(8)
+    return model, fit(model, data, data, epochs=epochs, train_images=32, resume=resume_with)
+
+
+def test_a_state_that_cannot_be_saved_does_not_stop_the_training(caplog) -> None:
+    from catsdogs.training import Resume
+
+    def full_disk(state: SavedState) -> None:
+        raise OSError(28, "No space left on device")
+
+    _, result = tiny_fit(3, Resume(None, full_disk))
+    assert result.history["epoch"].tolist() == [1, 2, 3]
+    assert caplog.text.count("cannot save the resume state after epoch 1") == 1
+
+
+def test_a_state_saved_after_the_last_epoch_trains_nothing_more(tmp_path: Path) -> None:
+    from catsdogs.training import Resume
+
+    saves: list[SavedState] = []
+    whole_model, whole = tiny_fit(2, Resume(None, saves.append))
+    assert [s.epoch for s in saves] == [1, 2]
+    model, again = tiny_fit(2, Resume(saves[-1], saves.append))
+    assert len(saves) == 2  # no epoch trained, none saved
+    pd.testing.assert_frame_equal(again.history, whole.history)
+    assert again.history["val_accuracy"].dtype == np.float64
+    for mine, theirs in zip(model.get_weights(), whole_model.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    assert again.seconds >= whole.history["seconds"].sum()

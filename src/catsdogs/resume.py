@@ -79,6 +79,15 @@ class SavedState:
     run_id: str | None = None
 
 
+def _fsync(*paths: Path) -> None:
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def _arrays(path: Path) -> list[np.ndarray]:
     with np.load(path, allow_pickle=False) as archive:
         return [archive[f"arr_{i}"] for i in range(len(archive.files))]
@@ -113,8 +122,10 @@ class ResumeState:
                     epoch=epoch, model_variables=_arrays(path / _MODEL_FILE),
                     optimizer_variables=_arrays(path / _OPTIMIZER_FILE),
                     history=pd.read_csv(path / _HISTORY_FILE), run_id=info.get("run_id"))
-            except (OSError, ValueError, KeyError) as error:
-                log.warning("resume state %s cannot be read (%s): not used", path, error)
+            except Exception as error:  # any damage (a cut-short zip, an empty file): skip it
+                log.warning("resume state %s cannot be read (%s: %s): removed, not used", path,
+                            type(error).__name__, error)
+                shutil.rmtree(path, ignore_errors=True)
         return None
 
     def save(self, state: SavedState) -> None:
@@ -128,6 +139,10 @@ class ResumeState:
             # Last: a folder renamed into place holds every file.
             (tmp / _INFO_FILE).write_text(json.dumps(
                 {"epoch": state.epoch, "digest": self.digest, "run_id": state.run_id}))
+            # On disk before the rename, and before the previous epoch's state goes: a power
+            # cut must not leave a renamed folder of empty files as the only state.
+            _fsync(*tmp.iterdir(), tmp)
+        _fsync(self._current)
         for path in [*self._current.iterdir(), *self.folder.iterdir()]:
             if path not in (target, self._current) and path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
@@ -150,10 +165,13 @@ def claimed(root: Path, model: str, digest: str) -> Iterator[ResumeState | None]
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
-            if error.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            log.warning("the resume state of %s in %s is in use by another process: this "
-                        "training starts from epoch 1 and keeps no resume state", model, folder)
+            if error.errno in (errno.EAGAIN, errno.EACCES):
+                log.warning("the resume state of %s in %s is in use by another process: this "
+                            "training starts from epoch 1 and keeps no resume state", model,
+                            folder)
+            else:  # a file system without locks (some NFS): no sharing to guard, no state
+                log.warning("cannot lock %s (%s): this training keeps no resume state",
+                            lock_path, error)
             yield None
             return
         try:

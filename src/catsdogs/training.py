@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from catsdogs.config import ConfigError
 from catsdogs.data.manifest import LOGIT_THRESHOLD, split_rows
-from catsdogs.data.pipeline import batches, decoded_images, disk_cache_for
+from catsdogs.data.pipeline import batches, decoded_images, decoder_fingerprint, disk_cache_for
 from catsdogs.history import EPOCH_METRICS, HISTORY_COLUMNS
 from catsdogs.models import count_params, unfreeze_top
 from catsdogs.precision import (
@@ -186,7 +186,8 @@ class _InterruptsThatStick(keras.callbacks.Callback):
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            # None: a handler set outside Python; the default is the closest we can give back.
+            signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
         self._raise_if_interrupted()  # one that came after the last batch
 
     def _raise_if_interrupted(self, *_: Any, **__: Any) -> None:
@@ -235,37 +236,47 @@ def restore_variables(model: keras.Model, saved: SavedState) -> None:
     first: Keras makes an optimizer's variables at its first step)."""
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
-    for variables, values, what in ((model.variables, saved.model_variables, "model"),
-                                    (model.optimizer.variables, saved.optimizer_variables,
-                                     "optimizer")):
+    pairs = ((model.variables, saved.model_variables, "model"),
+             (model.optimizer.variables, saved.optimizer_variables, "optimizer"))
+    for variables, values, what in pairs:  # every check before any assignment
         shapes = [tuple(v.shape) for v in variables]
         if shapes != [tuple(a.shape) for a in values]:
             raise ValueError(f"the saved {what} state does not fit this model: {len(values)} "
                              f"arrays for {len(shapes)} variables")
+    for variables, values, _ in pairs:
         for variable, value in zip(variables, values, strict=True):
             variable.assign(value)
 
 
 class _EpochCheckpoint(keras.callbacks.Callback):
     """After each epoch, save what the training needs to go on (`Resume.save`): every
-    model and optimizer variable, and the history so far. Runs after the timer and the
-    epoch hooks, which it reads."""
+    model and optimizer variable, and the history so far. Runs after the timer, which it
+    reads, and before the epoch hooks (a Ctrl-C held through a tracking write is raised as
+    that write ends: the epoch is saved by then). A save that fails (a full disk) is said
+    once and saving stops: resume state changes no number, so the training goes on."""
 
     def __init__(self, save: Callable[[SavedState], None], earlier: pd.DataFrame | None,
                  timer: _EpochTimer) -> None:
         super().__init__()
-        self.save, self.timer = save, timer
+        self.save, self.timer, self.failed = save, timer, False
         self.rows = [] if earlier is None else earlier.to_dict("records")
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
         self.rows.append({"epoch": epoch + 1, **{k: float(logs[k]) for k in EPOCH_METRICS},
                           "seconds": round(self.timer.seconds[-1], 3)})
+        if self.failed:
+            return
         model = self.model
-        self.save(SavedState(
-            epoch=epoch + 1, model_variables=[v.numpy() for v in model.variables],
-            optimizer_variables=[v.numpy() for v in model.optimizer.variables],
-            history=pd.DataFrame(self.rows, columns=HISTORY_COLUMNS)))
+        try:
+            self.save(SavedState(
+                epoch=epoch + 1, model_variables=[v.numpy() for v in model.variables],
+                optimizer_variables=[v.numpy() for v in model.optimizer.variables],
+                history=pd.DataFrame(self.rows, columns=HISTORY_COLUMNS)))
+        except OSError as error:
+            self.failed = True
+            log.warning("cannot save the resume state after epoch %d (%s): training goes on "
+                        "without it", epoch + 1, error)
 
 
 class _FrozenFeatureValidation(keras.callbacks.Callback):
@@ -447,30 +458,37 @@ def fit(
             )
         )
     saved = resume.saved if resume else None
-    done = 0
-    if saved is not None:
-        with (strategy or tf.distribute.get_strategy()).scope():  # where its variables live
-            restore_variables(model, saved)
-        done = saved.epoch
-        for _ in range(FIT_ITERATORS_PER_EPOCH * done):
-            iter(train)  # draws, and drops, a shuffle order, as fit() did in those epochs
-        log.info("resuming after epoch %d of %d, from the state saved then", done, epochs)
-    if resume is not None:
-        callbacks.append(_EpochCheckpoint(resume.save, saved and saved.history, timer))
+    done = saved.epoch if saved is not None else 0
+    if resume is not None:  # saved before the hooks log the epoch
+        callbacks.insert(callbacks.index(timer) + 1,
+                         _EpochCheckpoint(resume.save, saved and saved.history, timer))
     stopper = _InterruptsThatStick()
     started = time.perf_counter()
     with stopper.installed():
+        if saved is not None:
+            with (strategy or tf.distribute.get_strategy()).scope():  # where its variables live
+                restore_variables(model, saved)
+            if train.cardinality() < 0:
+                raise ValueError("resuming needs a training dataset of known length: fit() "
+                                 "makes another number of iterators of one of unknown length")
+            for _ in range(FIT_ITERATORS_PER_EPOCH * done):
+                iter(train)  # draws, and drops, a shuffle order, as fit() did in those epochs
+            log.info("resuming after epoch %d of %d, from the state saved then", done, epochs)
         keras_history = model.fit(
             train, validation_data=validation_data, epochs=epochs, initial_epoch=done,
             callbacks=[stopper, *callbacks],
             verbose=2, shuffle=False,  # the dataset shuffles itself, seeded, each epoch
-        )
-    seconds = time.perf_counter() - started
-    history = pd.DataFrame(keras_history.history, columns=EPOCH_METRICS)
+        ) if done < epochs else None
+    # The whole training's time: the earlier runs' epochs, and this one's fit.
+    seconds = time.perf_counter() - started + (
+        float(saved.history["seconds"].sum()) if saved is not None else 0.0)
+    history = pd.DataFrame(keras_history.history if keras_history else {},
+                           columns=EPOCH_METRICS, dtype="float64")
     history.insert(0, "epoch", range(done + 1, done + len(history) + 1))
     history["seconds"] = [round(s, 3) for s in timer.seconds]
     if saved is not None:
-        history = pd.concat([saved.history, history[HISTORY_COLUMNS]], ignore_index=True)
+        history = pd.concat([saved.history, history], ignore_index=True) if len(history) else \
+            saved.history
     return FitResult(history=history[HISTORY_COLUMNS], train_images=train_images, seconds=seconds)
 
 
@@ -490,15 +508,21 @@ def initial_model(job: TrainingJob, init_from: Path | None) -> keras.Model:
     return unfreeze_top(model, job.finetune.fine_tune_at, where=f"finetune.{job.name}")
 
 
-def _resume_digest(job: TrainingJob, manifest_path: Path, manifest: pd.DataFrame,
-                   images_dir: Path, init_from: Path | None, stage: Path,
+def _resume_digest(job: TrainingJob, strategy: tf.distribute.Strategy, manifest_path: Path,
+                   manifest: pd.DataFrame, images_dir: Path, init_from: Path | None, stage: Path,
                    machine_fingerprint: str) -> str:
     """The digest naming `job`'s resume state (`catsdogs.resume.training_digest`): its
-    settings, the manifest, the train and validation photos, the model it fine-tunes, the
-    pretrained weights it loads, the stage script and this package's code, and the machine."""
+    settings, the strategy it resolved to (and over which devices), the decoder's
+    libraries, the manifest, the train and validation photos, the model it fine-tunes, the
+    pretrained weights it loads, the stage script and this package's code, and the machine
+    (whose fingerprint names no GPU: the devices say it)."""
+    devices = [tf.config.experimental.get_device_details(gpu)
+               for gpu in tf.config.list_physical_devices("GPU")]
     settings = {"name": job.name, "seed": job.seed, "entry": job.entry,
                 "train": {k: v for k, v in dataclasses.asdict(job.config).items()
-                          if k not in NOT_DECIDING}}
+                          if k not in NOT_DECIDING},
+                "strategy": [type(strategy).__name__, strategy.num_replicas_in_sync, devices],
+                "decoder": decoder_fingerprint()}
     rows = manifest[manifest["split"].isin(["train", "validation"])]
     files = [manifest_path, *(Path(images_dir) / p for p in rows["path"])]
     if init_from is not None:
@@ -526,8 +550,8 @@ def resume_state(job: TrainingJob, strategy: tf.distribute.Strategy, manifest_pa
                     "would each have to restore theirs): %s starts at epoch 1", job.name)
         yield None
         return
-    digest = _resume_digest(job, manifest_path, manifest, images_dir, init_from, stage,
-                            machine_fingerprint)
+    digest = _resume_digest(job, strategy, manifest_path, manifest, images_dir, init_from,
+                            stage, machine_fingerprint)
     with claimed(root, job.name, digest) as state:
         yield state
 
