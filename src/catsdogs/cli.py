@@ -260,6 +260,7 @@ def _write_report(
         COMMENT_ROOM_LEFT,
         changed_models_charts,
         compare_models,
+        confusion_matrices,
         param_changes,
         render,
     )
@@ -274,9 +275,8 @@ def _write_report(
                 continue  # not trained for this report, nor kept from another
             figures.curves_compared(histories, tmp / f"{model}_curves.png",
                                     f"{model}: accuracy per epoch")
-            matrices = {label: (results.evaluation.get(model) or {}).get("confusion_matrix")
-                        for label, results in (("base", base), ("head", head))}
-            figures.confusion_compared(matrices, LABELS, tmp / f"{model}_confusion.png",
+            figures.confusion_compared(confusion_matrices(base, head, model), LABELS,
+                                       tmp / f"{model}_confusion.png",
                                        f"{model}: test confusion matrices")
             drawn += [f"figures/{model}_curves.png", f"figures/{model}_confusion.png"]
     sections = {"title": title, "provenance": provenance, "params": params, "reports": reports,

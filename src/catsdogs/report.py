@@ -209,6 +209,12 @@ def _history_changed(base: Results, head: Results, model: str) -> bool:
     return not old[columns].reset_index(drop=True).equals(new[columns].reset_index(drop=True))
 
 
+def confusion_matrices(base: Results, head: Results, model: str) -> dict[str, Any]:
+    """`model`'s test confusion matrix at the base and at the head (None where unknown)."""
+    return {side: (results.evaluation.get(model) or {}).get("confusion_matrix")
+            for side, results in (("base", base), ("head", head))}
+
+
 def changed_models_charts(reports: Sequence[ModelReport], base: Results, head: Results,
                           labels: Sequence[str]) -> dict[str, str]:
     """Per model the change changed (trained for the report, and with other curves or other
@@ -218,8 +224,7 @@ def changed_models_charts(reports: Sequence[ModelReport], base: Results, head: R
     for r in reports:
         if r.note == UNTOUCHED:
             continue
-        matrices = {side: (results.evaluation.get(r.model) or {}).get("confusion_matrix")
-                    for side, results in (("base", base), ("head", head))}
+        matrices = confusion_matrices(base, head, r.model)
         if not _history_changed(base, head, r.model) and matrices["base"] == matrices["head"] \
                 and not (r.paired and (r.paired.fixed or r.paired.broken)):
             continue
