@@ -206,6 +206,19 @@ def write_zoo(repo: Path, params: dict) -> Path:
     return write_params(repo / "params.yaml", params)
 
 
+def another_kind_of_cpu() -> tuple[str, str]:
+    """(ONEDNN_MAX_CPU_ISA value, the instruction set oneDNN then uses) that makes this machine
+    compute as another kind of CPU does: AVX2 where the host offers more (as CI's AVX-512
+    hosts do), else SSE4.1, so that the fingerprint differs on an AVX2-only runner too."""
+    from catsdogs.machine import _cpuinfo, onednn_isa
+
+    _, flags = _cpuinfo()
+    native = onednn_isa(flags, environ={})
+    cap = "avx2" if native not in ("avx2", "avx", "sse41", "baseline") else "sse41"
+    assert onednn_isa(flags, environ={"ONEDNN_MAX_CPU_ISA": cap}) != native, (native, cap)
+    return cap.upper(), cap
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     import socket

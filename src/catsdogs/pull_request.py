@@ -41,6 +41,7 @@ from catsdogs.results import LEADERBOARD_FILE, MACHINES_FILE, MODEL_FILES, Resul
 from catsdogs.revisions import (
     RevisionError,
     changed_files,
+    check_revision,
     clone_at,
     dvc,
     folder_reader,
@@ -128,9 +129,9 @@ def _record_machines(repo: Path, models: Sequence[str]) -> None:
 
 
 def prepare_head(repo: Path) -> list[str]:
-    """Pull the working tree's outputs from the DVC remote; return the training stages
-    `dvc repro` will then run, or bring back from DVC's run cache: those `dvc status` lists
-    and those downstream of them.
+    """Pull the working tree's outputs from the DVC remote; return the stages `dvc repro`
+    will then run, or bring back from DVC's run cache: those `dvc status` lists and those
+    downstream of them, in dvc.yaml's order.
 
     The working tree must hold no uncommitted change to tracked files: the report compares
     commits.
@@ -139,10 +140,9 @@ def prepare_head(repo: Path) -> list[str]:
         raise RevisionError(f"the working tree has uncommitted changes ({', '.join(changes[:5])}); "
                             "commit or stash them: the report compares commits")
     dvc(repo, "pull", "--allow-missing")
-    params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8")) or {}
-    pending = downstream(stage_views(repo), json.loads(dvc(repo, "status", "--json") or "{}"))
-    return [training_stage(params, m) for m in entry_names(params)
-            if training_stage(params, m) in pending]
+    views = stage_views(repo)
+    pending = downstream(views, json.loads(dvc(repo, "status", "--json") or "{}"))
+    return [stage for stage in views if stage in pending]
 
 
 def made_as_committed(repo: Path) -> Made:
@@ -262,32 +262,35 @@ def models_touched(params: Mapping[str, Any], touched: Mapping[str, Any]) -> lis
             if {training_stage(params, m), evaluation_stage(params, m)} & set(touched)]
 
 
-def made_elsewhere(base: Results, head: Results, here: str) -> dict[str, set[str]]:
-    """Per side, the models to retrain here: those whose base and head numbers come from two
-    machines, on each side not made on this one (fingerprint `here`). A model one side does
-    not record a machine for is compared as it is."""
+def made_elsewhere(base: Results, head: Results, here: str,
+                   compared: Collection[str] | None = None) -> dict[str, set[str]]:
+    """Per side, the models to retrain here: of the `compared` ones (None: every model both
+    sides have), each side not made on this machine (fingerprint `here`). Two sides made on
+    one other machine are retrained too: DVC's run cache hands back what any machine made,
+    and the report's numbers are this machine's. A side that records no machine (made
+    before machines were recorded) may come from any: it is retrained."""
     todo: dict[str, set[str]] = {"base": set(), "head": set()}
     for model in set(base.models) & set(head.models):
-        made = {"base": base.machine.get(model, {}).get("fingerprint"),
-                "head": head.machine.get(model, {}).get("fingerprint")}
-        if None in made.values() or made["base"] == made["head"]:
+        if compared is not None and model not in compared:
             continue
-        for side, fingerprint in made.items():
-            if fingerprint != here:
+        for side, results in (("base", base), ("head", head)):
+            if results.machine.get(model, {}).get("fingerprint") != here:
                 todo[side].add(model)
     return todo
 
 
 def like_for_like(
-    make: Mapping[str, Callable[[Collection[str]], Made]], made: dict[str, Made], here: str
+    make: Mapping[str, Callable[[Collection[str]], Made]], made: dict[str, Made], here: str,
+    compared: Collection[str] | None = None,
 ) -> tuple[dict[str, Made], dict[str, dict[str, dict]]]:
-    """Remake each side (`make[side](every model to have retrained here)`) until no model's
-    two sides come from two machines; `made` holds each side as first made. Returns the
-    sides, and per side the machine records of the numbers each retrained model replaced."""
+    """Remake each side (`make[side](every model to have retrained here)`) until every
+    `compared` model's two sides (None: every model's) were made on this machine; `made`
+    holds each side as first made. Returns the sides, and per side the machine records of
+    the numbers each retrained model replaced."""
     replaced: dict[str, dict[str, dict]] = {"base": {}, "head": {}}
     for _ in range(ROUNDS):
         results = {side: made[side].results() for side in ("base", "head")}
-        todo = made_elsewhere(results["base"], results["head"], here)
+        todo = made_elsewhere(results["base"], results["head"], here, compared)
         if not any(todo.values()):
             break
         for side, models in todo.items():
@@ -302,7 +305,7 @@ def like_for_like(
             made[side] = Made(again.read, (*previous.ran, *again.ran), again.reused,
                               tuple(sorted(set(again.retrained) | set(previous.retrained))))
     else:
-        left = made_elsewhere(made["base"].results(), made["head"].results(), here)
+        left = made_elsewhere(made["base"].results(), made["head"].results(), here, compared)
         if any(left.values()):
             logger.warning("still made on two machines after %d rounds: %s", ROUNDS,
                            ", ".join(sorted(set().union(*left.values()))))
@@ -312,10 +315,16 @@ def like_for_like(
 def report_as_committed(repo: Path, base_commit: str, results_dir: Path,
                         here: str) -> Outcome:
     """Both sides under the committed recipe: the head in the working tree (pulled, then
-    `dvc repro`), the base as committed; each model made on two machines retrained here."""
+    `dvc repro`), the base as committed. The models the change touches, or leaves stale, are
+    compared, each side made elsewhere retrained here; the others are reported untouched."""
     params = yaml.safe_load(reader(repo, None)("params.yaml") or "") or {}
     pending = prepare_head(repo)
-    plan = plan_committed(pending, len(entry_names(params)))
+    stale_models = models_touched(params, pending)
+    touched = touched_by_change(repo, base_commit, check_revision(repo, "HEAD"), None)
+    compared = [m for m in entry_names(params)
+                if m in stale_models or m in models_touched(params, touched)]
+    plan = plan_committed([training_stage(params, m) for m in stale_models],
+                          [training_stage(params, m) for m in compared])
     logger.info(plan)
     kept = kept_folder(results_dir, base_commit, "committed", {}, here)
     done: set[str] = set()
@@ -330,8 +339,9 @@ def report_as_committed(repo: Path, base_commit: str, results_dir: Path,
                                                  retrain=models),
             "head": retrain_head}
     made = {"base": Made(reader(repo, base_commit)), "head": made_as_committed(repo)}
-    made, replaced = like_for_like(make, made, here)
-    return Outcome(made["base"], made["head"], plan, replaced)
+    made, replaced = like_for_like(make, made, here, compared)
+    untouched = tuple(m for m in entry_names(params) if m not in compared)
+    return Outcome(made["base"], made["head"], plan, replaced, untouched)
 
 
 def report_under_profile(
@@ -361,5 +371,5 @@ def report_under_profile(
     # The head starts from the base's run: what the change did not touch is not run again.
     made = {"base": make["base"](())}
     made["head"] = maker("head", seed=kept["base"])(())
-    made, replaced = like_for_like(make, made, here)
+    made, replaced = like_for_like(make, made, here, trained)
     return Outcome(made["base"], made["head"], plan, replaced, untouched, removed)

@@ -373,13 +373,18 @@ def _stages(names: Sequence[str]) -> str:
     return ", ".join(f"`{name}`" for name in names)
 
 
-def plan_committed(pending: Sequence[str], zoo_size: int) -> str:
-    """What a report under the committed recipe will train, said before it does."""
+def plan_committed(pending: Sequence[str], compared: Sequence[str]) -> str:
+    """What a report under the committed recipe will train, said before it does: the
+    training stages `pending` at the head, and those of the models `compared` (the change
+    touches them, or leaves them stale), each side of which is retrained wherever it was
+    made on another machine."""
     return (f"Plan: the head trains {len(pending)} model(s) the change left stale"
             + (f" ({_stages(pending)})" if pending else "")
-            + ", and each of them again at the base wherever the base's committed numbers were "
-            f"made on another machine; at worst {2 * zoo_size} trainings (both sides of all "
-            f"{zoo_size} models, should every one have been made on another machine).")
+            + f"; {len(compared)} model(s) the change touches are compared"
+            + (f" ({_stages(compared)})" if compared else "")
+            + ", each side retrained here wherever it was made on another machine: at worst "
+            f"{2 * len(compared)} trainings. The other models are unchanged: nothing they "
+            "depend on changed.")
 
 
 def plan_profile(profile: str, touched: Mapping[str, Sequence[str]],
