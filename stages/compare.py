@@ -9,9 +9,12 @@ Markdown, accuracies with their 95% intervals), each model's validation and test
 (--curves, for the overlaid plots), the best model by validation accuracy (never test) to
 --champion, and the machine each model trained on to --machines.
 
-Then registers the best model in the MLflow Model Registry as a version of `catsdogs`. It
-takes the `champion` alias (what `predict` and serving use) only when it beats the current
-champion on the same validation photos; otherwise it gets `challenger`
+Then registers the best model in the MLflow Model Registry as a version of `catsdogs`: a
+pyfunc that takes photos (`photo_pyfunc`) around its Keras file, logged once per trained
+model, with a test photo as its input example (--images holds the photos). It takes the
+`champion` alias (what `predict` and serving use) only when it beats the current champion
+on the same validation photos, or when the champion is the same model taking arrays (a
+store from before photo serving); otherwise it gets `challenger`
 (`compare.champion_decision`). Inside `dvc exp run` nothing is registered unless asked
 (--register yes, or CATSDOGS_REGISTER=yes): an experiment must not move the team's alias.
 """
@@ -72,6 +75,9 @@ def _read(path: Path) -> dict:
 @click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path),
               default="data/split/manifest.csv", show_default=True,
               help="The split's manifest: which validation photos the accuracies were measured on.")
+@click.option("--images", type=click.Path(file_okay=False, path_type=Path), default="data/raw",
+              show_default=True, help="Folder the manifest's paths are relative to: the "
+                                      "registered model's input example is its first test photo.")
 @click.option("--register", type=click.Choice(["auto", "yes", "no"]), default="auto",
               envvar="CATSDOGS_REGISTER", show_default=True,
               help="Register the best model in the MLflow Model Registry: auto registers except "
@@ -82,7 +88,7 @@ def _read(path: Path) -> dict:
 @fails_clearly
 def main(params_path: str, metrics_dir: Path, models_dir: Path, out: Path, accuracy_path: Path,
          curves_path: Path, report: Path, champion_path: Path, machines_path: Path,
-         manifest: Path, register: str, promote: bool) -> None:
+         manifest: Path, images: Path, register: str, promote: bool) -> None:
     """Rank every model by validation accuracy, beside its test accuracy and the majority
     baseline; register the best one, as champion only if it beats the current one."""
     setup_logging()
@@ -106,15 +112,27 @@ def main(params_path: str, metrics_dir: Path, models_dir: Path, out: Path, accur
     else:
         tracking.connect()
         commit = tracking.git_commit()
-        _, model_id = tracking.read_ids(models_dir / best)
+        run_id, model_id = tracking.read_ids(models_dir / best)
+        rows = read_manifest(manifest)
         # A model made from uncommitted code or params never takes the champion alias
         # unless promoted: its git_commit did not make it.
         tags = {"model_name": best, "params_digest": params_digest(params, best),
                 "git_commit": commit[0] if commit else "unknown",
-                tracking.VALIDATION_DATA_TAG: split_digest(read_manifest(manifest), "validation"),
+                tracking.VALIDATION_DATA_TAG: split_digest(rows, "validation"),
                 **{key: f"{value:.4f}" for key, value in numbers.items()}}
+        photo_model_id = None
+        if tracking.known_model(model_id):
+            # The registered model takes photos; its input example is a test photo.
+            first_test = rows.sort_values("split", key=lambda split: split != "test", kind="stable")
+            example = images / first_test["path"].iloc[0]
+            photo_model_id, photo_tags = tracking.photo_model(
+                models_dir / best, name=f"{best}_photos", run_id=run_id, keras_model_id=model_id,
+                example_photo=example.read_bytes(),
+                max_pixels=(params.get("split") or {}).get("max_pixels"))
+            tags.update(photo_tags)
         registration = tracking.register_candidate(
-            model_id, tags, promote=promote, uncommitted=tracking.uncommitted_paths())
+            photo_model_id, tags, promote=promote, uncommitted=tracking.uncommitted_paths(),
+            wraps=model_id)
         registry = (f"Registered as `catsdogs` version {registration.version}, alias "
                     f"`{registration.alias}`: {registration.reason}." if registration else
                     "Not registered: its MLflow model is not in this tracking store.")
