@@ -1,12 +1,11 @@
-"""`catsdogs predict --server`: photos sent to a served model, as `mlflow models serve` takes them."""
+"""`catsdogs predict --server`: photo files sent to a served model, as `mlflow models serve` takes them."""
 
 from __future__ import annotations
 
+import base64
 import http.server
 import json
-import os
 import shutil
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,47 +13,53 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import free_port, http_service, tiny_params
+from conftest import free_port
 
 from catsdogs.cli import main
-from catsdogs.data.images import read_image
-from catsdogs.serving import with_probability
-from catsdogs.zoo import model_spec
+from catsdogs.data.images import ImageRefused, read_image
+from catsdogs.photo_pyfunc import MAX_PHOTOS_PER_REQUEST
+from catsdogs.served import request_body
 
 SIZE = 32
-# How MLflow 3.17's scoring server refuses an input of the wrong shape (a 400 whose message
-# repeats the input first; the shape is in its last line).
-MLFLOW_SHAPE_ERROR = ("Failed to predict data '[[[[0. 0. 0.]]]]'. \nError: Failed to enforce "
-                      "schema of data '[[[[0. 0. 0.]]]]' with schema '[Tensor('float32', (-1, "
-                      "{size}, {size}, 3))]'. Error: Shape of input {shape} does not match expected "
-                      "shape (-1, {size}, {size}, 3).")
+# How MLflow 3.17's scoring server refuses a column of photos sent to a model of arrays.
+MLFLOW_ARRAYS_ERROR = ("Invalid input. Data is not compatible with model signature. Failed to "
+                       "convert column image to type 'float32'. Error: 'ValueError(\"could not "
+                       "convert string to float: '/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAMCAgMCAgMDA\")'")
 
 
-def brightness(images: np.ndarray) -> list[list[float]]:
-    """The stand-in model: P(dog) is the mean pixel value, as MLflow answers, one list per image."""
-    return [[float(image.mean()) / 255] for image in images]
+def brightness(images: np.ndarray) -> list[dict]:
+    """The stand-in model: P(dog) is the mean pixel value, one record per photo."""
+    return [{"label": "dog" if image.mean() > 127.5 else "cat",
+             "probability_dog": float(image.mean()) / 255} for image in images]
 
 
 class StandIn:
-    """An HTTP server on 127.0.0.1 answering /invocations as `mlflow models serve` does for a
-    model taking (SIZE, SIZE, 3) images; it keeps every request body it got."""
+    """An HTTP server on 127.0.0.1 answering /invocations as `mlflow models serve` does for
+    the registered photo model: it decodes each base64 photo at SIZE px, refuses one it
+    cannot read (a 400 naming the photo, MLflow's way), and keeps every request body."""
 
-    def __init__(self, answer: Callable[[np.ndarray], object] = brightness, status: int = 200) -> None:
-        self.bodies: list[dict] = []
+    def __init__(self, answer: Callable[[np.ndarray], object] = brightness, status: int = 200,
+                 message: str | None = None) -> None:
+        self.bodies: list[bytes] = []
         stand_in = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                stand_in.bodies.append(body)
-                images = np.asarray(body["inputs"])
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                stand_in.bodies.append(raw)
                 if self.path != "/invocations" or status == 404:
-                    self.reply(404, {"detail": "Not Found"})
-                elif images.shape[1:] != (SIZE, SIZE, 3):
-                    message = MLFLOW_SHAPE_ERROR.format(size=SIZE, shape=images.shape)
-                    self.reply(400, {"error_code": "INVALID_PARAMETER_VALUE", "message": message})
-                else:
-                    self.reply(200, {"predictions": answer(images)})
+                    return self.reply(404, {"detail": "Not Found"})
+                if message is not None:
+                    return self.reply(status, {"error_code": "BAD_REQUEST", "message": message})
+                rows = json.loads(raw)["dataframe_split"]["data"]
+                try:
+                    images = np.stack([read_image(f"photo {i}", SIZE, max_pixels=None,
+                                                  data=base64.b64decode(row[0]))
+                                       for i, row in enumerate(rows)])
+                except ImageRefused as refused:
+                    return self.reply(400, {"error_code": "INVALID_PARAMETER_VALUE", "message":
+                                            f"Failed to predict data '...'. \nError: {refused}"})
+                self.reply(200, {"predictions": answer(images)})
 
             def reply(self, code: int, payload: dict) -> None:
                 data = json.dumps(payload).encode()
@@ -69,6 +74,11 @@ class StandIn:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def photos_sent(self) -> list[list[bytes]]:
+        """Per request, the photo files it carried."""
+        return [[base64.b64decode(row[0]) for row in json.loads(body)["dataframe_split"]["data"]]
+                for body in self.bodies]
 
 
 @pytest.fixture()
@@ -98,38 +108,45 @@ def predict(*args: str):
     return CliRunner().invoke(main, ["predict", *args])
 
 
-def test_photos_go_in_batches_decoded_as_in_training(serve, photos: Path) -> None:
+def test_photos_go_as_their_files_in_batches(serve, photos: Path) -> None:
     server = serve()
     result = predict(str(photos), "--server", server.url, "--batch-size", "8", "--format", "json")
     assert result.exit_code == 0, result.output
-    probe, *batches = server.bodies
-    assert np.asarray(probe["inputs"]).shape == (1, 1, 1, 3)  # asks the size of the model
-    assert all(list(body) == ["inputs"] for body in batches)
-    shapes = [np.asarray(body["inputs"]).shape for body in batches]
-    assert shapes == [(8, SIZE, SIZE, 3), (8, SIZE, SIZE, 3), (4, SIZE, SIZE, 3)]  # 20 photos
     rows = json.loads(result.stdout)  # one JSON document: an array of verdicts
     assert [Path(r["path"]).parent.name for r in rows] == ["cats"] * 10 + ["dogs"] * 10
+    sent = server.photos_sent()
+    assert [len(batch) for batch in sent] == [8, 8, 4]  # 20 photos
+    files = [Path(r["path"]).read_bytes() for r in rows]
+    assert [photo for batch in sent for photo in batch] == files  # the files, as they are
+    body = json.loads(server.bodies[0])
+    assert list(body) == ["dataframe_split"] and body["dataframe_split"]["columns"] == ["image"]
+    # A request is the photos' size in base64 (4 bytes for 3), not their pixels.
+    base64_size = sum(4 * -(-len(f) // 3) for f in files[:8])
+    assert base64_size < len(server.bodies[0]) < base64_size + 200
     first = read_image(rows[0]["path"], SIZE, max_pixels=None)
-    sent = np.asarray(batches[0]["inputs"][0])
-    assert sent.dtype.kind == "i" and np.array_equal(sent, first)  # the pixels training sees
     assert rows[0]["probability_dog"] == pytest.approx(first.mean() / 255, abs=1e-6)
     assert all(r["label"] == ("dog" if r["probability_dog"] > 0.5 else "cat") for r in rows)
 
 
-def test_a_given_size_is_sent_without_asking(serve, photos: Path) -> None:
+def test_a_photo_the_server_refuses_is_named_and_the_others_classified(serve, photos: Path) -> None:
+    (photos / "cats" / "cat.2999.jpg").write_text("not a photo")
     server = serve()
-    result = predict(str(photos / "cats"), "--server", server.url.removeprefix("http://"),
-                     "--image-size", str(SIZE), "--format", "jsonl")
+    result = predict(str(photos), "--server", server.url, "--batch-size", "8", "--format", "csv")
     assert result.exit_code == 0, result.output
-    assert [np.asarray(b["inputs"]).shape for b in server.bodies] == [(10, SIZE, SIZE, 3)]
-    assert len([json.loads(line) for line in result.stdout.splitlines()]) == 10
+    assert len(result.stdout.splitlines()) == 1 + 20  # header, every good photo
+    assert ("skipped " + str(photos / "cats" / "cat.2999.jpg") + ": not a decodable image "
+            "(no image format recognised)") in result.stderr
+    # The refused batch went again one photo at a time; the others were sent once each.
+    sizes = [len(batch) for batch in server.photos_sent()]
+    refused = sizes.index(1) - 1
+    assert sizes[refused] == 8 and sizes[refused + 1:refused + 9] == [1] * 8
+    assert sum(sizes) == 21 + 8 and sizes.count(1) == 8
 
 
-def test_the_wrong_size_says_the_right_one(serve, photos: Path) -> None:
-    server = serve()
-    result = predict(str(photos), "--server", server.url, "--image-size", "64")
-    assert result.exit_code == 1
-    assert f"takes {SIZE} x {SIZE} px images, not 64 px; pass --image-size {SIZE}" in result.output
+def test_the_request_body_is_what_curl_and_base64_send(tmp_path: Path) -> None:
+    photo = b"\xff\xd8\xff\xe0 a JPEG's first bytes"
+    assert json.loads(request_body([photo])) == {"dataframe_split": {
+        "columns": ["image"], "data": [[base64.b64encode(photo).decode()]]}}
 
 
 def test_no_server_says_how_to_start_one(photos: Path) -> None:
@@ -140,51 +157,35 @@ def test_no_server_says_how_to_start_one(photos: Path) -> None:
     assert "mlflow models serve -m models:/catsdogs@champion" in result.output
 
 
-@pytest.mark.parametrize(("answer", "status", "message"), [
-    (brightness, 404, "that is not a model server"),
-    (lambda images: [[5.0] for _ in images], 200, "outside [0, 1] (a logit"),
-    (lambda images: [[0.5, 0.5] for _ in images], 200, "not one probability per image"),
-    (lambda images: [[0.5]], 200, "not one probability per image"),
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"status": 404}, "that is not a model server"),
+    ({"answer": lambda images: [{"label": "dog", "probability_dog": 5.0} for _ in images]},
+     "probabilities outside [0, 1]"),
+    ({"answer": lambda images: [[0.5] for _ in images]}, "not a label and a probability"),
+    ({"answer": lambda images: [{"label": "dog", "probability_dog": 0.5}]},
+     "not a label and a probability for each of 10 photo(s)"),
+    ({"status": 400, "message": MLFLOW_ARRAYS_ERROR}, "takes arrays of pixels, not photos"),
+    ({"status": 504, "message": "Request processing time exceeded limit"},
+     "refused the photos (HTTP 504: Request processing time exceeded limit)"),
 ])
-def test_a_server_that_answers_oddly_is_named(serve, photos: Path, answer, status: int,
+def test_a_server_that_answers_oddly_is_named(serve, photos: Path, kwargs: dict,
                                               message: str) -> None:
-    server = serve(answer=answer, status=status)
-    result = predict(str(photos), "--server", server.url, "--image-size", str(SIZE))
+    server = serve(**kwargs)
+    result = predict(str(photos / "cats"), "--server", server.url)
     assert result.exit_code == 1 and message in result.output, result.output
+
+
+def test_a_batch_over_the_servers_cap_is_refused_before_sending(photos: Path) -> None:
+    result = predict(str(photos), "--server", "http://127.0.0.1:1",
+                     "--batch-size", str(MAX_PHOTOS_PER_REQUEST + 1))
+    assert result.exit_code == 2
+    assert f"over the served model's cap of {MAX_PHOTOS_PER_REQUEST}" in result.output
+    assert f"cap of {MAX_PHOTOS_PER_REQUEST})" in CliRunner().invoke(main, ["predict", "--help"]).output
 
 
 def test_server_and_model_are_one_choice(photos: Path) -> None:
     both = predict(str(photos), "--server", "http://127.0.0.1:1", "--model", "models/m1_cnn")
     assert both.exit_code == 2 and "--model and --server each name the model" in both.output
-    size_alone = predict(str(photos), "--image-size", "32")
-    assert size_alone.exit_code == 2 and "--image-size is for --server" in size_alone.output
-
-
-@pytest.mark.slow
-def test_a_real_mlflow_model_server_answers_as_the_model_does_here(photos: Path, tmp_path: Path) -> None:
-    import mlflow.keras
-    from mlflow.models import infer_signature
-
-    params = tiny_params()
-    model = model_spec(params["models"], next(iter(params["models"]))).build((SIZE, SIZE, 3))
-    model.save(tmp_path / "model.keras")
-    served = with_probability(model)  # as the train stage logs it
-    example = np.zeros((1, SIZE, SIZE, 3), dtype=np.float32)
-    mlflow.keras.save_model(served, str(tmp_path / "mlflow_model"),
-                            signature=infer_signature(example, served.predict(example, verbose=0)))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(tmp_path / "mlflow_model"),
-               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "--workers", "1"]
-    with http_service(command, url + "/ping", tmp_path / "serve.log", env=env):
-        remote = predict(str(photos), "--server", url, "--format", "csv", "--batch-size", "8")
-        wrong = predict(str(photos), "--server", url, "--image-size", "64")
-    here = predict(str(photos), "--model", str(tmp_path), "--format", "csv")
-    assert remote.exit_code == here.exit_code == 0, remote.output
-    a = [line.split(",") for line in remote.stdout.splitlines()[1:]]
-    b = [line.split(",") for line in here.stdout.splitlines()[1:]]
-    assert len(a) == 20 and [r[:2] for r in a] == [r[:2] for r in b]
-    np.testing.assert_allclose([float(r[2]) for r in a], [float(r[2]) for r in b], atol=1e-5)
-    assert wrong.exit_code == 1
-    assert f"takes {SIZE} x {SIZE} px images, not 64 px; pass --image-size {SIZE}" in wrong.output
+    cap = predict(str(photos), "--server", "http://127.0.0.1:1", "--max-pixels", "100")
+    assert cap.exit_code == 2
+    assert "--max-pixels is for a model folder decoded here: a served model applies" in cap.output

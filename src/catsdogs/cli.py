@@ -48,13 +48,16 @@ def _champion_folder(champion_file: Path = CHAMPION_FILE) -> str:
 
 def _load_model(source: str | None):
     """A Keras model from a model folder, a .keras file, or an MLflow models:/ or runs:/ URI;
-    None: the pipeline's best model (`_champion_folder`)."""
+    a photo-serving pyfunc (`photo_pyfunc`) where the URI names one, as the registry's versions
+    are. None: the pipeline's best model (`_champion_folder`)."""
     source = source or _champion_folder()
     if source.startswith(("models:/", "runs:/")):
         from catsdogs import tracking
 
         try:
             tracking.connect()
+            if tracking.takes_photos(source):
+                return tracking.load_photo_model(source)
             return tracking.load_keras_model(source)
         except tracking.TrackingError as error:
             raise click.BadParameter(str(error), param_hint="--model") from error
@@ -75,9 +78,8 @@ def main() -> None:
 _MODEL_OPTION_HELP = ("A trained model folder (with model.keras), a .keras file, or an MLflow "
                       "model URI such as models:/catsdogs@champion  [default: the pipeline's "
                       "best model, models/<the model metrics/champion.json names>].")
-# Photos `predict` decodes and classifies at a time with a model loaded here. Served, the
-# pixels travel as JSON text (about 5 bytes each, 0.6 MB for a 224 px photo): smaller batches
-# keep each request near 10 MB.
+# Photos `predict` decodes and classifies at a time with a model loaded here, and sends a
+# served model in one request (the files themselves, in base64: a few MB a request).
 LOCAL_BATCH_SIZE = 64
 SERVER_BATCH_SIZE = 16
 
@@ -87,11 +89,9 @@ SERVER_BATCH_SIZE = 16
 @click.option("--model", "model_source", default=None,
               help=_MODEL_OPTION_HELP)
 @click.option("--server", metavar="URL", default=None,
-              help="Send the photos to a model served by `mlflow models serve` at URL (e.g. "
-                   "http://127.0.0.1:5001) instead of loading --model here.")
-@click.option("--image-size", type=click.IntRange(min=1), default=None,
-              help="With --server: pixels a side the served model takes  [default: asked of "
-                   "the server].")
+              help="Send the photo files to a model served by `mlflow models serve` at URL "
+                   "(e.g. http://127.0.0.1:5001) instead of loading --model here; the server "
+                   "decodes them as training does.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "jsonl"]),
               default="table", show_default=True,
               help="Output: aligned table; CSV; json: one JSON array of {path, label, "
@@ -99,40 +99,56 @@ SERVER_BATCH_SIZE = 16
                    "as each batch is classified.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Images decoded and classified at a time (bounds memory; with --server, one "
-                   f"request)  [default: {LOCAL_BATCH_SIZE}; {SERVER_BATCH_SIZE} with --server].")
+                   "request, at most the served model's cap of 64)  "
+                   f"[default: {LOCAL_BATCH_SIZE}; {SERVER_BATCH_SIZE} with --server].")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS,
               show_default=True,
               help="Refuse images with more pixels than this, read from the file's header "
                    "before decoding (decompression bombs).")
-def predict(paths: tuple[Path, ...], model_source: str | None, server: str | None,
-            image_size: int | None, fmt: str, batch_size: int | None, max_pixels: int) -> None:
+def predict(paths: tuple[Path, ...], model_source: str | None, server: str | None, fmt: str,
+            batch_size: int | None, max_pixels: int) -> None:
     """Classify image files and folders (recursively) as cat or dog, with a model loaded
     here (--model) or served over HTTP (--server). Either way each photo is decoded as in
-    training, at the model's input size.
+    training, at the model's input size: here, or by the served model from the file's bytes.
 
     Every file not classified is named on stderr with the reason (beyond 20, counted).
     """
     setup_logging()
-    from catsdogs.predict import classify, classify_with
+    from catsdogs.predict import classify, classify_photos
+
+    def decoded_here(what: str) -> None:
+        """--max-pixels is for photos decoded here; a model that takes photos has its own."""
+        source = click.get_current_context().get_parameter_source("max_pixels")
+        if source is not click.core.ParameterSource.DEFAULT:
+            raise click.UsageError(f"--max-pixels is for a model folder decoded here: {what} "
+                                   "applies its own cap (split.max_pixels when registered)")
 
     if server is None:
-        if image_size is not None:
-            raise click.UsageError("--image-size is for --server: a model loaded here knows "
-                                   "its input size")
-        results = classify(_load_model(model_source), list(paths),
-                           batch_size=batch_size or LOCAL_BATCH_SIZE, max_pixels=max_pixels)
+        model = _load_model(model_source)
+        if hasattr(model, "unwrap_python_model"):  # the registry's photo-serving pyfunc
+            from catsdogs.photo_pyfunc import MAX_PHOTO_BYTES, MAX_PHOTOS_PER_REQUEST, pyfunc_sender
+
+            decoded_here("a registered model")
+            results = classify_photos(
+                pyfunc_sender(model), list(paths), max_bytes=MAX_PHOTO_BYTES,
+                batch_size=min(batch_size or LOCAL_BATCH_SIZE, MAX_PHOTOS_PER_REQUEST))
+        else:
+            results = classify(model, list(paths), batch_size=batch_size or LOCAL_BATCH_SIZE,
+                               max_pixels=max_pixels)
     else:
         if model_source is not None:
             raise click.UsageError("--model and --server each name the model; give one")
-        from catsdogs.served import ServerError, ask_input_size, base_url, server_scorer
+        from catsdogs.photo_pyfunc import MAX_PHOTO_BYTES, MAX_PHOTOS_PER_REQUEST
+        from catsdogs.served import base_url, server_sender
 
-        server = base_url(server)
-        try:
-            size = image_size or ask_input_size(server)
-        except ServerError as error:
-            raise click.ClickException(str(error)) from error
-        results = classify_with(server_scorer(server, size), size, list(paths),
-                                batch_size=batch_size or SERVER_BATCH_SIZE, max_pixels=max_pixels)
+        decoded_here("a served model")
+        if (batch_size or 0) > MAX_PHOTOS_PER_REQUEST:
+            raise click.BadParameter(f"{batch_size} photos a request is over the served model's "
+                                     f"cap of {MAX_PHOTOS_PER_REQUEST}; pass at most that",
+                                     param_hint="--batch-size")
+        results = classify_photos(server_sender(base_url(server)), list(paths),
+                                  batch_size=batch_size or SERVER_BATCH_SIZE,
+                                  max_bytes=MAX_PHOTO_BYTES)
     try:
         count = _print_predictions(results, fmt)
     except UserError as error:  # a server that stopped answering or refused a batch midway

@@ -6,7 +6,9 @@ are not images, unsupported formats, damaged files, files over the pixel limit. 
 decoded by `images.read_image`, as in training, after its header passed the pixel limit, so
 memory stays bounded by one batch whatever a single file claims to be. The model is a Keras
 model in this process (`classify`) or any function from a batch of images to P(dog)
-(`classify_with`: a served model, `catsdogs.served`).
+(`classify_with`). A model that takes photos, served (`catsdogs.served`) or loaded from the
+registry (`photo_pyfunc`), is sent the files' bytes as they are and decodes them itself, the
+same way (`classify_photos`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from catsdogs.data.images import SUFFIXES, SUPPORTED, ImageRefused, read_image
+from catsdogs.data.images import SUFFIXES, SUPPORTED, ImageRefused, read_file_bytes, read_image
 from catsdogs.data.manifest import LABELS, PROBABILITY_THRESHOLD
 from catsdogs.evaluation import sigmoid
 
@@ -27,6 +29,17 @@ log = logging.getLogger(__name__)
 
 # A batch of uint8 RGB images (n, size, size, 3) in, the probability of dog per image out.
 Scorer = Callable[[np.ndarray], np.ndarray]
+# A batch of encoded image files in, (label, probability of dog) per photo out; raises
+# PhotoRefused when the model refuses one of them.
+PhotoSender = Callable[[list[bytes]], list[tuple[str, float]]]
+
+
+class PhotoRefused(Exception):
+    """A model that takes photos refused the batch because of one: its row and the reason."""
+
+    def __init__(self, row: int, reason: str) -> None:
+        super().__init__(f"photo {row}: {reason}")
+        self.row, self.reason = row, reason
 
 
 @dataclass(frozen=True)
@@ -99,7 +112,7 @@ def _batches(
 def keras_scorer(model: object) -> Scorer:
     """P(dog) from a Keras model taking raw RGB in [0, 255] and returning one logit per image
     (as the train stage saves it) or one probability (as logged to MLflow)."""
-    # Imported here, not above: classify_with a served model then never starts TensorFlow.
+    # Imported here, not above: sending photos to a served model never starts TensorFlow.
     from catsdogs.serving import outputs_probability
 
     gives_probability = outputs_probability(model)
@@ -138,6 +151,54 @@ def classify_with(
         for path, probability in zip(batch_paths, probabilities, strict=True):
             label = LABELS[int(probability > PROBABILITY_THRESHOLD)]
             yield Prediction(str(path), label, round(float(probability), 6))
+
+
+def classify_photos(
+    send: PhotoSender, paths: Sequence[Path], *, batch_size: int, max_bytes: int
+) -> Iterator[Prediction | Skipped]:
+    """A Prediction per photo under `paths` that the model `send` reaches accepts, a Skipped
+    per other file, in order. Files go as they are, `batch_size` a call; one over `max_bytes`
+    is not sent. When the model refuses a batch for one photo, the batch goes again one photo
+    at a time: each refused file is named with the model's reason, the others classified."""
+    batch: list[tuple[Path, bytes]] = []
+
+    def flush() -> Iterator[Prediction | Skipped]:
+        try:
+            answers = send([data for _, data in batch])
+        except PhotoRefused as refused:
+            if len(batch) == 1:
+                yield Skipped(str(batch[0][0]), "refused by the model", refused.reason)
+                return
+            for path, data in batch:
+                try:
+                    [(label, probability)] = send([data])
+                except PhotoRefused as alone:
+                    yield Skipped(str(path), "refused by the model", alone.reason)
+                else:
+                    yield Prediction(str(path), label, round(float(probability), 6))
+            return
+        for (path, _), (label, probability) in zip(batch, answers, strict=True):
+            yield Prediction(str(path), label, round(float(probability), 6))
+
+    for item in iter_files(paths):
+        if isinstance(item, Skipped):
+            yield item
+            continue
+        size = item.stat().st_size
+        if size > max_bytes:
+            yield Skipped(str(item), "too large", f"{size:,} bytes, over the {max_bytes:,} a "
+                          "photo the model takes; send a smaller copy")
+            continue
+        try:
+            batch.append((item, read_file_bytes(item)))
+        except ImageRefused as refused:
+            yield Skipped(str(item), refused.kind, f"{refused.reason}; {refused.remedy}")
+            continue
+        if len(batch) == batch_size:
+            yield from flush()
+            batch = []
+    if batch:
+        yield from flush()
 
 
 def skip_summary(skipped: Sequence[Skipped], named: int) -> list[str]:

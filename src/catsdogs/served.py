@@ -1,35 +1,37 @@
-"""A model served over HTTP by `mlflow models serve`: the image size it takes, and P(dog).
+"""A model served over HTTP by `mlflow models serve`: photos in, label and P(dog) out.
 
-Talks to the server's scoring endpoint, `<server>/invocations`: posts `{"inputs": images}`,
-a batch of uint8 RGB images as nested lists in the shape the logged model's signature names
-(n, size, size, 3), and reads `{"predictions": [[p], ...]}`, the probability of dog per
-image (the registered model ends in a sigmoid: `serving.with_probability`). The image size
-is not among what the server publishes, so `ask_input_size` learns it from the server's
-refusal of a one-pixel image. Whatever goes wrong (no server there, not a model server, a
-model taking another size, an answer that is not probabilities) is a ServerError saying what
-to do. Uses only the standard library: sending photos need not start TensorFlow.
+Talks to the server's scoring endpoint, `<server>/invocations`: posts the photo files' bytes,
+base64 in one column (`{"dataframe_split": {"columns": ["image"], "data": [[b64], ...]}}`,
+as MLflow's scoring server carries binary columns), and reads `{"predictions": [{"label",
+"probability_dog"}, ...]}`, one per photo (the registered model is `photo_pyfunc`'s pyfunc:
+the server decodes each photo as training does, at the model's own size). A photo the
+server refuses comes back as PhotoRefused, with the server's reason. Whatever else goes wrong
+(no server there, not a model server, a model that takes arrays, an answer that is not one
+verdict per photo) is a ServerError saying what to do. Sending photos never starts
+TensorFlow: only the request's shape and the refusals' wording come from `photo_pyfunc`.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import re
 import urllib.error
 import urllib.request
 
-import numpy as np
-
 from catsdogs.errors import UserError
-from catsdogs.predict import Scorer
+from catsdogs.photo_pyfunc import IMAGE_COLUMN, refused_photo
+from catsdogs.predict import PhotoSender
 
 # How the README starts a server for the champion; error messages offer it.
 SERVE_COMMAND = "mlflow models serve -m models:/catsdogs@champion --env-manager local -p 5001"
 # A batch of 64 photos at 224 px on 2 CPU cores answers in well under a minute; a server that
 # has not answered in this long is stuck, not busy.
 REQUEST_TIMEOUT_S = 300
-# MLflow's words when an input's shape is not the signature's (mlflow.models.utils).
-_EXPECTED_SHAPE = re.compile(r"expected shape \(-1, (\d+), (\d+), 3\)")
+# How MLflow 3.17 refuses a column of photos sent to a model of arrays (the Keras flavour's,
+# or a version registered before models took photos): it cannot make pixels of base64 text.
+_TAKES_ARRAYS = re.compile(r"Failed to convert column \S+ to type '(float|u?int)\d*'|Tensor\(")
 
 
 class ServerError(UserError):
@@ -39,9 +41,10 @@ class ServerError(UserError):
 class _Refused(Exception):
     """The server answered with an HTTP error: its status and its message."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"HTTP {status}: {message}")
-        self.status, self.message = status, message
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status, self.whole = status, _whole_message(body)
+        self.message = _last_error(self.whole)
+        super().__init__(f"HTTP {status}: {self.message[-500:]}")
 
 
 def base_url(server: str) -> str:
@@ -53,28 +56,39 @@ def base_url(server: str) -> str:
     return url.removesuffix("/invocations")
 
 
-def _server_message(body: bytes) -> str:
-    """The useful part of an error body: MLflow's `message` (whose first lines repeat the
-    whole input), its last line, at most 300 characters."""
+def request_body(photos: list[bytes]) -> bytes:
+    """The JSON MLflow's scoring server takes for a column of photos: each file's bytes in
+    base64, as `base64 -w0 photo.jpg` writes them."""
+    rows = [[base64.b64encode(photo).decode("ascii")] for photo in photos]
+    return json.dumps({"dataframe_split": {"columns": [IMAGE_COLUMN], "data": rows}},
+                      separators=(",", ":")).encode()
+
+
+def _whole_message(body: bytes) -> str:
+    """An error body's text: MLflow's `message` where it is JSON with one."""
     text = body.decode("utf-8", errors="replace")
     with contextlib.suppress(ValueError, AttributeError):  # not JSON, or not an object
         text = str(json.loads(text).get("message", text))
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return (lines[-1] if lines else "(no message)")[-300:]
+    return text.strip()
 
 
-def _post(server: str, images: np.ndarray) -> object:
-    """POST images to <server>/invocations; the decoded JSON answer. _Refused for an HTTP
+def _last_error(message: str) -> str:
+    """The useful part of MLflow's message, which repeats the input first: from its last
+    `Error: `."""
+    return message.rpartition("Error: ")[2].strip() or "(no message)"
+
+
+def _post(server: str, body: bytes) -> object:
+    """POST `body` to <server>/invocations; the decoded JSON answer. _Refused for an HTTP
     error, ServerError when nothing answers."""
     url = f"{server}/invocations"
-    body = json.dumps({"inputs": images.tolist()}, separators=(",", ":")).encode()
     request = urllib.request.Request(url, data=body, method="POST",
                                      headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as response:
             answer = response.read()
     except urllib.error.HTTPError as error:
-        raise _Refused(error.code, _server_message(error.read())) from None
+        raise _Refused(error.code, error.read()) from None
     except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
         reason = getattr(error, "reason", error)
         raise ServerError(
@@ -87,60 +101,49 @@ def _post(server: str, images: np.ndarray) -> object:
                           f"is it a model server started with `{SERVE_COMMAND}`?") from None
 
 
-def _not_a_model_server(server: str, refused: _Refused) -> ServerError:
-    return ServerError(
-        f"{server}/invocations answered {refused}; that is not a model server (mlflow ui's "
-        f"address is not one): start one with `{SERVE_COMMAND}` and pass its address")
-
-
-def ask_input_size(server: str) -> int:
-    """The image size (pixels a side) the served model takes, learnt from how the server
-    refuses a one-pixel image. ServerError when it cannot be learnt."""
+def verdicts(answer: object, count: int, source: str) -> list[tuple[str, float]]:
+    """(label, P(dog)) per photo from a model's answer, `{"predictions": [{"label",
+    "probability_dog"}, ...]}` or the records alone. ServerError when it is not `count`
+    verdicts with probabilities in [0, 1]."""
+    predictions = answer.get("predictions") if isinstance(answer, dict) else answer
     try:
-        _post(server, np.zeros((1, 1, 1, 3), dtype=np.uint8))
-    except _Refused as refused:
-        if refused.status in (404, 405):
-            raise _not_a_model_server(server, refused) from None
-        match = _EXPECTED_SHAPE.search(refused.message)
-        if match and match[1] == match[2]:
-            return int(match[1])
-        raise ServerError(f"could not learn the image size the model at {server} takes (it "
-                          f"answered {refused}); pass --image-size") from None
-    raise ServerError(f"the model at {server} took a one-pixel image, so it does not say the "
-                      "size it takes; pass --image-size")
+        found = [(str(p["label"]), float(p["probability_dog"])) for p in predictions]
+    except (TypeError, KeyError, ValueError):
+        found = None
+    if found is None or len(found) != count:
+        raise ServerError(f"{source} answered {str(answer)[:120]}, not a label and a "
+                          f"probability for each of {count} photo(s); serve the registered "
+                          f"catsdogs model, e.g. `{SERVE_COMMAND}`")
+    if not all(0.0 <= p <= 1.0 for _, p in found):
+        raise ServerError(f"{source} answered probabilities outside [0, 1]; serve the "
+                          f"registered catsdogs model, e.g. `{SERVE_COMMAND}`")
+    return found
 
 
-def server_scorer(server: str, size: int) -> Scorer:
-    """P(dog) for a batch of (n, size, size, 3) uint8 images, from the model served at
-    `server`. ServerError names what to do when the server refuses or answers oddly."""
-    def score(images: np.ndarray) -> np.ndarray:
+def server_sender(server: str) -> PhotoSender:
+    """(label, P(dog)) per photo, from the model served at `server`; at most
+    MAX_PHOTOS_PER_REQUEST photos a call. PhotoRefused names a photo the server refused;
+    ServerError says what to do when the server refuses otherwise or answers oddly."""
+    def send(photos: list[bytes]) -> list[tuple[str, float]]:
         try:
-            answer = _post(server, images)
+            answer = _post(server, request_body(photos))
         except _Refused as refused:
             if refused.status in (404, 405):
-                raise _not_a_model_server(server, refused) from None
-            match = _EXPECTED_SHAPE.search(refused.message)
-            if match:
                 raise ServerError(
-                    f"the model at {server} takes {match[1]} x {match[2]} px images, not {size} "
-                    f"px; pass --image-size {match[1]}, or leave it out to ask the server"
-                ) from None
-            raise ServerError(f"the model server at {server} refused the images ({refused}); "
+                    f"{server}/invocations answered {refused}; that is not a model server "
+                    f"(mlflow ui's address is not one): start one with `{SERVE_COMMAND}` and "
+                    "pass its address") from None
+            if (photo := refused_photo(refused.message)) is not None:  # the whole reason
+                raise photo from None
+            if _TAKES_ARRAYS.search(refused.whole):
+                raise ServerError(
+                    f"the model at {server} takes arrays of pixels, not photos: it was "
+                    "registered before models took photos, or is the Keras model itself. "
+                    "Register the champion again (`python stages/compare.py`) and serve it: "
+                    f"`{SERVE_COMMAND}`") from None
+            raise ServerError(f"the model server at {server} refused the photos ({refused}); "
                               "its log says more") from None
-        predictions = answer.get("predictions") if isinstance(answer, dict) else None
-        try:
-            probabilities = np.asarray(predictions, dtype=np.float64).reshape(len(images), -1)
-        except (TypeError, ValueError):
-            probabilities = None
-        if probabilities is None or probabilities.shape[1] != 1:
-            raise ServerError(f"{server} answered {str(answer)[:120]}, not one probability per "
-                              f"image; serve a catsdogs model with `{SERVE_COMMAND}`")
-        probabilities = probabilities[:, 0]
-        if not np.all((probabilities >= 0) & (probabilities <= 1)):
-            raise ServerError(
-                f"the model at {server} answers values outside [0, 1] (a logit, not a "
-                f"probability): serve the model the train stage logs to MLflow, which ends in "
-                f"a sigmoid, e.g. `{SERVE_COMMAND}`")
-        return probabilities
+        return verdicts(answer, len(photos), server)
 
-    return score
+    return send
+
