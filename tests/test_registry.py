@@ -244,6 +244,16 @@ def test_a_champion_that_takes_arrays_gives_its_alias_to_its_photo_model(
     assert str(now.version) != old.version and tracking.takes_photos(CHAMPION)
     assert (f"alias `champion`: the champion's own model (version {old.version}), now taking "
             "photos") in page
+    # A champion taking arrays that is another model, with the same score on the same photos:
+    # the photo model, as good, takes the alias; a better one would anyway.
+    other = next(n for n in yaml.safe_load((project / "params.yaml").read_text())["models"]
+                 if n != best)
+    other_id = (project / f"models/{other}/mlflow_model_id").read_text().strip()
+    tied = tracking.register_candidate(other_id, {**tags, "model_name": other}, promote=True)
+    page = compare_in(project, yaml.safe_load((project / "params.yaml").read_text()))
+    assert tracking.takes_photos(CHAMPION)
+    assert (f"it takes photos and is as good as the champion, version {tied.version}, which takes "
+            "arrays, on the same validation photos") in page
 
 
 def test_unknown_registry_model_is_a_clear_error(project: Path, monkeypatch) -> None:

@@ -745,6 +745,27 @@ def _holds(version: Any, keras_model_id: str) -> bool:
                               (version.tags or {}).get(KERAS_MODEL_TAG))
 
 
+def _takes_photos_instead(candidate: Standing, incumbent: Any, wraps: str, alias: str,
+                          reason: str) -> tuple[str, str]:
+    """A photo-serving candidate (wrapping the Keras model `wraps`) takes the alias from a
+    champion that takes arrays (a version from before models took photos) when it is that
+    champion's own model, or at least as good on the same validation photos: the champion
+    becomes photo-serving without retraining. Else (alias, reason) as decided."""
+    if (incumbent.tags or {}).get(TAKES_TAG) == TAKES_PHOTOS:
+        return alias, reason
+    if _holds(incumbent, wraps):
+        return CHAMPION_ALIAS, (f"the champion's own model (version {incumbent.version}), now "
+                                "taking photos")
+    theirs = _standing(incumbent)
+    if (candidate.validation_data is not None and candidate.validation_data == theirs.validation_data
+            and (candidate.val_accuracy or 0.0) >= (theirs.val_accuracy or 0.0)):
+        return CHAMPION_ALIAS, (
+            f"it takes photos and is as good as the champion, version {incumbent.version}, which "
+            f"takes arrays, on the same validation photos: {candidate.val_accuracy:.4f} >= "
+            f"{theirs.val_accuracy or 0.0:.4f}")
+    return alias, reason
+
+
 def register_candidate(model_id: str | None, tags: Mapping[str, str], *,
                        promote: bool = False, uncommitted: Sequence[str] = (),
                        wraps: str | None = None) -> Registration | None:
@@ -787,13 +808,10 @@ def register_candidate(model_id: str | None, tags: Mapping[str, str], *,
                          tags.get(VALIDATION_DATA_TAG))
     with _store_lock(mlflow.get_tracking_uri()):
         incumbent = _champion(client)
-        if (wraps and incumbent is not None and str(incumbent.version) != version
-                and _holds(incumbent, wraps)):
-            alias, reason = CHAMPION_ALIAS, (f"the champion's own model (version "
-                                             f"{incumbent.version}), now taking photos")
-        else:
-            alias, reason = champion_decision(
-                candidate, _standing(incumbent) if incumbent else None, promote=promote)
+        alias, reason = champion_decision(
+            candidate, _standing(incumbent) if incumbent else None, promote=promote)
+        if alias != CHAMPION_ALIAS and wraps and incumbent is not None:
+            alias, reason = _takes_photos_instead(candidate, incumbent, wraps, alias, reason)
         if uncommitted and not promote and alias == CHAMPION_ALIAS:
             alias, reason = CHALLENGER, (
                 f"made from uncommitted changes ({', '.join(uncommitted[:3])}"
