@@ -236,6 +236,9 @@ def main() -> int:
     parser.add_argument("--photos-per-request", default="1,16")
     parser.add_argument("--requests", type=int, default=200,
                         help="requests per level of one photo; a level of 16 sends a quarter")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="times every level is run: memory after the last round against "
+                             "the first shows whether it stays flat")
     parser.add_argument("--time-limit", type=float, default=1200.0, help="seconds, all levels")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -270,34 +273,38 @@ def main() -> int:
         print(f"server up in {time.perf_counter() - started:.1f} s", flush=True)
         memory = MemoryWatch(server.pid)
         try:
-            post(url, photos_json([photos[0][1]]))  # the first request builds the model's graph
+            sizes = [int(n) for n in args.photos_per_request.split(",")]
+            for size in sizes:  # the first batch of a size builds the model's graph for it
+                post(url, photos_json([data for _, data in photos[:size]]))
             idle = round(memory.now() / 2**20)
-            for per_request in map(int, args.photos_per_request.split(",")):
-                for clients in map(int, args.clients.split(",")):
-                    if time.monotonic() > deadline:
-                        levels.append({"photos_per_request": per_request, "clients": clients,
-                                       "skipped": "time limit"})
-                        continue
-                    count = args.requests if per_request == 1 else max(10, args.requests // 4)
-                    level = run_level(url, photos, reference, bad, per_request=per_request,
-                                      clients=clients, requests=count, deadline=deadline,
-                                      memory=memory)
-                    levels.append(level)
-                    print(json.dumps(level), flush=True)
+            for round_ in range(1, args.rounds + 1):
+                for per_request in sizes:
+                    for clients in map(int, args.clients.split(",")):
+                        if time.monotonic() > deadline:
+                            levels.append({"round": round_, "photos_per_request": per_request,
+                                           "clients": clients, "skipped": "time limit"})
+                            continue
+                        count = args.requests if per_request == 1 else max(10, args.requests // 4)
+                        level = {"round": round_, **run_level(
+                            url, photos, reference, bad, per_request=per_request, clients=clients,
+                            requests=count, deadline=deadline, memory=memory)}
+                        levels.append(level)
+                        print(json.dumps(level), flush=True)
         finally:
             memory.stop()
             stop_server(server)
             log_tail = (Path(tmp) / "serve.log").read_text(errors="replace")[-2000:]
-    header = ("| photos a request | clients | requests | photos/s | p50 ms | p99 ms | wrong | "
-              "failed good | bad → 4xx | server MB peak / after |")
-    lines = [header, "|" + "---|" * 10]
+    header = ("| round | photos a request | clients | requests | photos/s | p50 ms | p99 ms | "
+              "wrong | failed good | bad → 4xx | server MB peak / after |")
+    lines = [header, "|" + "---|" * 11]
     for level in levels:
         if "skipped" in level:
-            lines.append(f"| {level['photos_per_request']} | {level['clients']} | skipped: "
-                         f"{level['skipped']} |||||||")
+            lines.append(f"| {level['round']} | {level['photos_per_request']} | "
+                         f"{level['clients']} | skipped: {level['skipped']} |||||||")
             continue
         lines.append(
-            f"| {level['photos_per_request']} | {level['clients']} | {level['sent']} | "
+            f"| {level['round']} | {level['photos_per_request']} | {level['clients']} | "
+            f"{level['sent']} | "
             f"{level['photos_per_s']} | {level['p50_ms']} | {level['p99_ms']} | "
             f"{level['wrong_answers']} | {level['failed_good_requests']} | "
             f"{level['bad_answered_4xx']} of {level['bad_requests']} | "
