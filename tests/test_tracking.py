@@ -103,18 +103,24 @@ def test_a_model_arrives_on_a_tracking_server_with_its_data_and_registry_entry(
     assert metrics["test_accuracy"]["value"] == pytest.approx(evaluation["accuracy"])
     assert metrics["test_accuracy"]["dataset_name"] == "test"
     assert "val_accuracy" in metrics
-    found = rest(mlflow_server, "logged-models/search",
-                 {"experiment_ids": [experiment["experiment_id"]]})["models"]
-    assert [m["info"]["model_id"] for m in found] == [model_id]
     artifacts = {a.path for a in MlflowClient(mlflow_server).list_logged_model_artifacts(model_id)}
     assert {"MLmodel", "input_example.json", "serving_input_example.json"} <= artifacts
 
-    # The champion, registered from the LoggedModel, with what it scored and where it came from.
+    # The champion: the photo-serving model of that LoggedModel, linked to the same run, with
+    # what it scored and where it came from; its code travelled to the server's artifact store.
     champion = rest(mlflow_server, "registered-models/alias", name="catsdogs", alias="champion")
     version = champion["model_version"]
-    assert version["source"] == f"models:/{model_id}" and version["run_id"] == run_id
+    photo_model_id = version["source"].removeprefix("models:/")
+    found = rest(mlflow_server, "logged-models/search",
+                 {"experiment_ids": [experiment["experiment_id"]]})["models"]
+    assert sorted(m["info"]["model_id"] for m in found) == sorted([model_id, photo_model_id])
+    assert version["run_id"] == run_id
+    photo_artifacts = {a.path for a in
+                       MlflowClient(mlflow_server).list_logged_model_artifacts(photo_model_id)}
+    assert {"MLmodel", "photo_model.py", "requirements.txt", "code"} <= photo_artifacts
     tags = {t["key"]: t["value"] for t in version["tags"]}
     assert tags["model_name"] == name and len(tags["params_digest"]) == 16
+    assert tags["catsdogs.keras_model_id"] == model_id and tags["catsdogs.takes"] == "photos"
     assert float(tags["test_accuracy"]) == pytest.approx(evaluation["accuracy"], abs=1e-4)
     assert {"val_accuracy", "git_commit"} <= set(tags)
 
