@@ -45,7 +45,6 @@ from catsdogs.predict import PhotoRefused, PhotoSender
 
 # The request's one column: an encoded image file per row.
 IMAGE_COLUMN = "image"
-OUTPUT_COLUMNS = ("label", "probability_dog")
 # Photos one request may carry: 64 photos of a few MB each are a few hundred MB of JSON, and
 # the scoring server reads a whole body into memory before the model sees it. More photos
 # go in more requests.
