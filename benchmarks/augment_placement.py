@@ -35,12 +35,12 @@ import numpy as np
 import tensorflow as tf
 from train_speed import EpochClock, photos_and_split  # benchmarks/, the script's own folder
 
-from catsdogs.config import load_params
+from catsdogs.core.params import load_params
 from catsdogs.data.pipeline import batches, decoded_images
-from catsdogs.models import ARCHITECTURES
-from catsdogs.precision import with_precision
-from catsdogs.training import compile_model, set_determinism
-from catsdogs.zoo import training_job
+from catsdogs.models.architectures import ARCHITECTURES
+from catsdogs.training.loop import compile_model, set_determinism
+from catsdogs.training.precision import with_precision
+from catsdogs.zoo.entries import training_job
 
 ROOT = Path(__file__).resolve().parents[1]
 ARMS = ("model", "pipeline", "per_image", "none")

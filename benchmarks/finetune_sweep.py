@@ -22,11 +22,11 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from catsdogs.config import load_params
+from catsdogs.core.params import load_params
 from catsdogs.data.split import build_manifest
-from catsdogs.serving import MODEL_FILE
-from catsdogs.training import train_model
-from catsdogs.zoo import training_job
+from catsdogs.models.model_file import MODEL_FILE
+from catsdogs.training.loop import train_model
+from catsdogs.zoo.entries import training_job
 
 ROOT = Path(__file__).resolve().parents[1]
 

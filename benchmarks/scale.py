@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from catsdogs.data.parallel import ordered_map  # noqa: E402
 from catsdogs.data.split import build_manifest  # noqa: E402
-from catsdogs.train_config import TrainConfig  # noqa: E402
+from catsdogs.zoo.settings import TrainConfig  # noqa: E402
 
 IMAGE_SIZE = 160
 
@@ -89,10 +89,10 @@ TRAINING = r"""
 import json, resource, sys, time
 from pathlib import Path
 import pandas as pd
-from catsdogs.config import load_params
+from catsdogs.core.params import load_params
 from catsdogs.data.pipeline import batches, decoded_images
-from catsdogs.training import compile_model, initial_model, set_determinism
-from catsdogs.zoo import training_job
+from catsdogs.training.loop import compile_model, initial_model, set_determinism
+from catsdogs.zoo.entries import training_job
 
 manifest, images, cache, steps, params = sys.argv[1:6]
 rows = pd.read_csv(manifest)

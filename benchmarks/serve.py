@@ -245,8 +245,8 @@ def main() -> int:
 
     import mlflow.pyfunc
 
-    from catsdogs import tracking
-    from catsdogs.photo_pyfunc import MAX_PHOTOS_PER_REQUEST, pyfunc_sender
+    from catsdogs.inference.photo_pyfunc import MAX_PHOTOS_PER_REQUEST, pyfunc_sender
+    from catsdogs.tracking.client import client as tracking
 
     tracking.connect()
     rows = pd.read_csv(args.photos_from)

@@ -39,11 +39,11 @@ import keras
 import pandas as pd
 import tensorflow as tf
 
-from catsdogs.config import load_params
+from catsdogs.core.params import load_params
 from catsdogs.data.split import build_manifest, find_dataset_root
-from catsdogs.serving import MODEL_FILE
-from catsdogs.training import compile_model, set_determinism, train_model
-from catsdogs.zoo import training_job
+from catsdogs.models.model_file import MODEL_FILE
+from catsdogs.training.loop import compile_model, set_determinism, train_model
+from catsdogs.zoo.entries import training_job
 
 ROOT = Path(__file__).resolve().parents[1]
 # Validation accuracy the blog post reports per model: "equal accuracy" asks every seed of
@@ -57,7 +57,7 @@ PREDICT_WITH_PEAK = (
     "import atexit, re, sys\n"
     "atexit.register(lambda: print('PEAK_RSS_KB', re.search(r'VmHWM:\\s+(\\d+)', "
     "open('/proc/self/status').read()).group(1), file=sys.stderr))\n"
-    "from catsdogs.cli import main\n"
+    "from catsdogs.cli.main import main\n"
     "main(sys.argv[1:])\n"
 )
 

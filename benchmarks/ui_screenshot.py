@@ -72,7 +72,7 @@ def start_ui(project: Path, port: int) -> tuple[subprocess.Popen, list[str], que
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "catsdogs.cli", "ui", "--no-browser", "--port", str(port)],
+        [sys.executable, "-m", "catsdogs.cli.main", "ui", "--no-browser", "--port", str(port)],
         cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True)
     lines: list[str] = []

@@ -28,16 +28,16 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from catsdogs import tracking
-from catsdogs.atomic import write_csv, write_json, write_text
-from catsdogs.compare import champion, curves, headline, leaderboard, to_markdown
-from catsdogs.config import load_params
+from catsdogs.cli.stage_support import fails_clearly, params_option, setup_logging
+from catsdogs.core.atomic import write_csv, write_json, write_text
+from catsdogs.core.errors import UserError
+from catsdogs.core.machine import MACHINE_FILE
+from catsdogs.core.params import load_params
 from catsdogs.data.manifest import read_manifest, split_digest
-from catsdogs.errors import UserError
-from catsdogs.history import TRAINING_FILE
-from catsdogs.machine import MACHINE_FILE
-from catsdogs.stage_support import fails_clearly, params_option, setup_logging
-from catsdogs.zoo import entry_names, params_digest
+from catsdogs.evaluation.leaderboard import champion, curves, headline, leaderboard, to_markdown
+from catsdogs.tracking.client import client as tracking
+from catsdogs.training.history import TRAINING_FILE
+from catsdogs.zoo.entries import entry_names, params_digest
 
 # Set by DVC in every stage of an experiment (`dvc exp run`, queued or not) to its name.
 DVC_EXP_NAME = "DVC_EXP_NAME"

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import click
 
-from catsdogs import tracking
-from catsdogs.atomic import write_json
-from catsdogs.config import load_params, read_section
+from catsdogs.cli.stage_support import fails_clearly, params_option, setup_logging
+from catsdogs.core.atomic import write_json
+from catsdogs.core.params import load_params, read_section
 from catsdogs.data.download import DownloadConfig, download_all, shown
-from catsdogs.stage_support import fails_clearly, params_option, setup_logging
+from catsdogs.tracking.client import client as tracking
 
 
 @click.command()

@@ -14,21 +14,22 @@ from pathlib import Path
 
 import click
 
-from catsdogs import figures, tracking
-from catsdogs.atomic import write_csv, write_json
-from catsdogs.config import load_params, read_section
+from catsdogs.cli.stage_support import fails_clearly, params_option, setup_logging
+from catsdogs.core.atomic import write_csv, write_json
+from catsdogs.core.params import load_params, read_section
 from catsdogs.data.images import read_images
 from catsdogs.data.manifest import LABELS, read_manifest, split_rows
 from catsdogs.data.pipeline import disk_cache_for, image_dataset
-from catsdogs.evaluation import (
+from catsdogs.evaluation.scores import (
     EvaluateConfig,
     classification_metrics,
     predict_logits,
     predictions_table,
 )
-from catsdogs.serving import input_size, load_model_file
-from catsdogs.stage_support import fails_clearly, params_option, setup_logging
-from catsdogs.train_config import TrainConfig
+from catsdogs.models.model_file import input_size, load_model_file
+from catsdogs.reports import figures
+from catsdogs.tracking.client import client as tracking
+from catsdogs.zoo.settings import TrainConfig
 
 
 @click.command()

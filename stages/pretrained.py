@@ -14,10 +14,10 @@ from pathlib import Path
 
 import click
 
-from catsdogs import tracking
-from catsdogs.config import load_params
+from catsdogs.cli.stage_support import fails_clearly, params_option, setup_logging
+from catsdogs.core.params import load_params
 from catsdogs.data.pretrained import fetch_architecture, fetch_pretrained, read_pretrained
-from catsdogs.stage_support import fails_clearly, params_option, setup_logging
+from catsdogs.tracking.client import client as tracking
 
 
 @click.command()

@@ -15,14 +15,15 @@ from pathlib import Path
 
 import click
 
-from catsdogs import figures, tracking
-from catsdogs.atomic import atomic_dir, write_csv, write_json
-from catsdogs.config import load_params, read_section
+from catsdogs.cli.stage_support import fails_clearly, params_option, setup_logging
+from catsdogs.core.atomic import atomic_dir, write_csv, write_json
+from catsdogs.core.params import load_params, read_section
 from catsdogs.data.images import read_images
 from catsdogs.data.manifest import LABELS
 from catsdogs.data.split import DataError, SplitConfig, build_manifest, data_metrics
-from catsdogs.stage_support import fails_clearly, params_option, setup_logging
-from catsdogs.train_config import TrainConfig
+from catsdogs.reports import figures
+from catsdogs.tracking.client import client as tracking
+from catsdogs.zoo.settings import TrainConfig
 
 SAMPLES_PER_CLASS = 3
 

@@ -6,9 +6,9 @@ to --out, the final and best training and validation numbers to --metrics (metri
 the per-epoch history to --history, the curves (plus augmentation demonstrations, for
 models that augment) to --figures, and into the model folder how it was trained (settings,
 size, timings: `training.json`) and the machine it trained on (CPU, oneDNN's instruction
-set, cores, versions: `catsdogs.machine`). Logs all of it to the model's
+set, cores, versions: `catsdogs.core.machine`). Logs all of it to the model's
 MLflow run (the machine as `catsdogs.machine.*` tags); the run ends when training does.
-After each epoch it saves the training's state under .catsdogs/resume/ (`catsdogs.resume`);
+After each epoch it saves the training's state under .catsdogs/resume/ (`catsdogs.training.resume`);
 a run after one that died goes on from there, and a run that succeeds removes it.
 """
 
@@ -21,17 +21,18 @@ from pathlib import Path
 
 import click
 
-from catsdogs import figures, tracking
-from catsdogs.atomic import atomic_dir, write_csv, write_json
-from catsdogs.config import load_params
+from catsdogs.cli.stage_support import fails_clearly, params_option, setup_logging
+from catsdogs.core.atomic import atomic_dir, write_csv, write_json
+from catsdogs.core.machine import MACHINE_FILE, describe
+from catsdogs.core.params import load_params
 from catsdogs.data.images import read_image
 from catsdogs.data.manifest import read_manifest, split_rows
-from catsdogs.history import EPOCH_METRICS, TRAINING_FILE
-from catsdogs.machine import MACHINE_FILE, describe
-from catsdogs.models import augmentation_examples, summary_text
-from catsdogs.serving import MODEL_FILE, with_probability
-from catsdogs.stage_support import fails_clearly, params_option, setup_logging
-from catsdogs.training import (
+from catsdogs.models.architectures import augmentation_examples, summary_text
+from catsdogs.models.model_file import MODEL_FILE, with_probability
+from catsdogs.reports import figures
+from catsdogs.tracking.client import client as tracking
+from catsdogs.training.history import EPOCH_METRICS, TRAINING_FILE
+from catsdogs.training.loop import (
     Resume,
     choose_strategy,
     is_chief,
@@ -39,7 +40,7 @@ from catsdogs.training import (
     train_model,
     training_record,
 )
-from catsdogs.zoo import training_job
+from catsdogs.zoo.entries import training_job
 
 
 @click.command()
@@ -79,7 +80,7 @@ def main(params_path: str, name: str, manifest: Path, images: Path, init_from: P
     record = {"model_name": name, ("finetune" if job.finetune else "model"): job.entry,
               "train": dataclasses.asdict(job.config), "seed": job.seed,
               "data": {"manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest()}}
-    # Where the numbers were made: part of the result (see catsdogs.machine).
+    # Where the numbers were made: part of the result (see catsdogs.core.machine).
     machine = describe()
     with resume_state(job, strategy, manifest, rows, images, init_from,
                       stage=Path(__file__), machine_fingerprint=machine["fingerprint"]) as state:

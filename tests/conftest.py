@@ -155,7 +155,7 @@ def build_vivid_transfer(
     near-constant features, which would hide a wrong feature from a test. Registered as
     an architecture by the tests that use it (`vivid_zoo`).
     """
-    from catsdogs.models import BASE_LAYER, build_transfer
+    from catsdogs.models.architectures import BASE_LAYER, build_transfer
 
     model = build_transfer(input_shape, weights="none", pooling=pooling, dense_units=dense_units,
                            dropout=dropout, flip=flip, rotation=rotation)
@@ -171,7 +171,7 @@ def build_vivid_transfer(
 @pytest.fixture()
 def vivid_zoo(monkeypatch: pytest.MonkeyPatch) -> str:
     """The architecture `vivid_transfer` registered for one test; returns its name."""
-    from catsdogs.models import ARCHITECTURES
+    from catsdogs.models.architectures import ARCHITECTURES
 
     monkeypatch.setitem(ARCHITECTURES, "vivid_transfer", build_vivid_transfer)
     return "vivid_transfer"
@@ -200,7 +200,7 @@ def write_params(path: Path, params: dict) -> Path:
 
 def write_zoo(repo: Path, params: dict) -> Path:
     """params.yaml and, as `catsdogs zoo-stages` writes it, the stage list dvc.yaml follows."""
-    from catsdogs.zoo_stages import ZOO_STAGES_FILE, render
+    from catsdogs.zoo.stages import ZOO_STAGES_FILE, render
 
     (repo / ZOO_STAGES_FILE).write_text(render(params))
     return write_params(repo / "params.yaml", params)
@@ -210,7 +210,7 @@ def another_kind_of_cpu() -> tuple[str, str]:
     """(ONEDNN_MAX_CPU_ISA value, the instruction set oneDNN then uses) that makes this machine
     compute as another kind of CPU does: AVX2 where the host offers more (as CI's AVX-512
     hosts do), else SSE4.1, so that the fingerprint differs on an AVX2-only runner too."""
-    from catsdogs.machine import _cpuinfo, onednn_isa
+    from catsdogs.core.machine import _cpuinfo, onednn_isa
 
     _, flags = _cpuinfo()
     native = onednn_isa(flags, environ={})

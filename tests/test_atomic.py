@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from catsdogs import atomic
-from catsdogs.atomic import atomic_dir, recover
+from catsdogs.core import atomic
+from catsdogs.core.atomic import atomic_dir, recover
 
 
 def version(folder: Path, text: str) -> None:

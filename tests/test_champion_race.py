@@ -12,7 +12,7 @@ import pytest
 from conftest import commit, sh
 from mlflow.tracking import MlflowClient
 
-from catsdogs import tracking
+from catsdogs.tracking.client import client as tracking
 
 # Registers one external model with the given validation accuracy once the file `go`
 # exists, so that two processes decide at the same moment; each decision takes half a
@@ -22,7 +22,7 @@ CONTENDER = """
 import sys, time
 from pathlib import Path
 import mlflow
-from catsdogs import tracking
+from catsdogs.tracking.client import client as tracking
 decide = tracking.champion_decision
 def slow_decision(*args, **kwargs):
     time.sleep(0.5)

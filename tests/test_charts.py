@@ -8,7 +8,7 @@ import re
 import pandas as pd
 import pytest
 
-from catsdogs.charts import confusion_table, curve_chart, curves
+from catsdogs.reports.charts import confusion_table, curve_chart, curves
 
 NUMBER = r"-?\d+(?:\.\d+)?(?:e-?\d+)?"
 

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from conftest import PROJECT_ROOT, tool_env
 
-from catsdogs.compare import results_table
-from catsdogs.revisions import stale_stages
+from catsdogs.evaluation.leaderboard import results_table
+from catsdogs.reports.revisions import stale_stages
 
 # A pull request that touches a stage leaves these red until someone reruns the stale stages
 # on the machine of record: the tests workflow deselects them on pull requests and on

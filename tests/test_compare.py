@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from catsdogs.compare import Standing, champion, champion_decision, leaderboard, to_markdown
+from catsdogs.evaluation.leaderboard import Standing, champion, champion_decision, leaderboard, to_markdown
 
 DATA = {"splits": {"validation": {"baseline_accuracy": 0.5, "total": 800},
                   "test": {"baseline_accuracy": 0.5, "total": 200}}}

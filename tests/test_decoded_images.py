@@ -27,8 +27,8 @@ from catsdogs.data.pipeline import (
     image_dataset,
 )
 from catsdogs.data.split import build_manifest
-from catsdogs.training import train_model
-from catsdogs.zoo import training_job
+from catsdogs.training.loop import train_model
+from catsdogs.zoo.entries import training_job
 
 
 @pytest.fixture(scope="module")

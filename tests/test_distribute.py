@@ -25,10 +25,10 @@ MIRRORED = textwrap.dedent("""
     import sys, tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from catsdogs.config import load_params
+    from catsdogs.core.params import load_params
     from catsdogs.data.manifest import read_manifest
-    from catsdogs.training import choose_strategy, train_model
-    from catsdogs.zoo import training_job
+    from catsdogs.training.loop import choose_strategy, train_model
+    from catsdogs.zoo.entries import training_job
     strategy = choose_strategy("mirrored")
     params = load_params(sys.argv[1])
     job = training_job(params, next(iter(params["models"])))

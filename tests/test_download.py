@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from catsdogs.config import from_mapping
+from catsdogs.core.params import from_mapping
 from catsdogs.data.download import (
     DownloadConfig,
     DownloadError,
@@ -431,7 +431,7 @@ def test_zips_python_cannot_read_are_refused_with_the_fix(tmp_path: Path, flag_b
     assert "'cats/cat.1.jpg'" in str(error.value) and "unpack it yourself" in str(error.value)
     assert not (tmp_path / "raw").exists()
     # `catsdogs evaluate x.zip` reads a collection through the same unpacking.
-    from catsdogs.collection import unpacked
+    from catsdogs.inference.collection import unpacked
 
     caps = from_mapping(DownloadConfig, {"url": "x"}, "download")
     with pytest.raises(UnsafeArchiveError, match=message), unpacked(archive, caps):

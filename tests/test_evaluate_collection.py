@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import jpeg_bytes
 
-from catsdogs.cli import main
-from catsdogs.stats import wilson_interval
+from catsdogs.cli.main import main
+from catsdogs.evaluation.stats import wilson_interval
 
 
 @pytest.fixture(scope="module")

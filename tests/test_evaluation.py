@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from catsdogs.evaluation import classification_metrics, predictions_table, roc_auc, sigmoid
+from catsdogs.evaluation.scores import classification_metrics, predictions_table, roc_auc, sigmoid
 
 
 def test_hand_checked_metrics() -> None:

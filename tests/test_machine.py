@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from catsdogs.machine import describe, fingerprint, onednn_isa, summary
+from catsdogs.core.machine import describe, fingerprint, onednn_isa, summary
 
 AVX2 = frozenset({"sse4_1", "avx", "avx2", "fma"})
 AVX512_BF16 = AVX2 | {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni", "avx512_bf16"}

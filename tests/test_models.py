@@ -10,11 +10,11 @@ import pytest
 import yaml
 from conftest import project_params, tiny_params, transfer_entry, vivid_transfer
 
-from catsdogs.config import ConfigError
-from catsdogs.models import BASE_LAYER, count_params, unfreeze_top
-from catsdogs.serving import with_probability
-from catsdogs.training import compile_model, split_frozen_features
-from catsdogs.zoo import finetune_spec, model_spec, training_job
+from catsdogs.core.params import ConfigError
+from catsdogs.models.architectures import BASE_LAYER, count_params, unfreeze_top
+from catsdogs.models.model_file import with_probability
+from catsdogs.training.loop import compile_model, split_frozen_features
+from catsdogs.zoo.entries import finetune_spec, model_spec, training_job
 
 PARAMS = tiny_params()
 ZOO = PARAMS["models"]
@@ -233,7 +233,7 @@ def test_params_digest_needs_no_weights_file_and_ignores_what_changes_no_number(
     import yaml
     from conftest import PROJECT_ROOT
 
-    from catsdogs.zoo import params_digest
+    from catsdogs.zoo.entries import params_digest
 
     params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
     transfer = next(n for n, e in params["models"].items() if "weights" in e)

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from catsdogs import tracking
+from catsdogs.tracking.client import client as tracking
 
 # Opens a run, says its id, then waits to be killed.
 OWNER = """
 import sys, time
-from catsdogs import tracking
+from catsdogs.tracking.client import client as tracking
 tracking.connect()
 with tracking.run("victim") as run_id:
     print(run_id, flush=True)
@@ -106,7 +106,7 @@ def test_catsdogs_ui_serves_the_project_store_at_the_runs_page(tmp_path: Path, s
     port = free_port()
     env = {**store_env, "BROWSER": "true"}  # a "browser" that does nothing
     # In a process group of its own, all of which the test ends whatever happens.
-    ui = subprocess.Popen([sys.executable, "-m", "catsdogs.cli", "ui", "--port", str(port)],
+    ui = subprocess.Popen([sys.executable, "-m", "catsdogs.cli.main", "ui", "--port", str(port)],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                           cwd=tmp_path, start_new_session=True)
     lines: list[str] = []  # read to the end, so no write of the server's blocks on a full pipe

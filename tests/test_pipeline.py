@@ -16,8 +16,8 @@ import pytest
 from conftest import make_project, project_params, sh, small_params, tool_env, write_params
 from mlflow.tracking import MlflowClient
 
-from catsdogs.machine import describe
-from catsdogs.tracking import ENDED_BY
+from catsdogs.core.machine import describe
+from catsdogs.tracking.client import ENDED_BY
 
 ZOO = project_params()
 MODELS = [*ZOO["models"], *ZOO["finetune"]]

@@ -14,10 +14,10 @@ from conftest import tiny_params
 from PIL import Image
 from test_images import bomb_png, halves, sideways_jpeg
 
-from catsdogs.cli import main
+from catsdogs.cli.main import main
 from catsdogs.data.images import DEFAULT_MAX_PIXELS, read_image
-from catsdogs.predict import Prediction, Skipped, classify
-from catsdogs.zoo import model_spec
+from catsdogs.inference.predict import Prediction, Skipped, classify
+from catsdogs.zoo.entries import model_spec
 
 PARAMS = tiny_params()
 

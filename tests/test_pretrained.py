@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import load_stage, project_params, tiny_params, write_params
 
-from catsdogs.config import ConfigError
+from catsdogs.core.params import ConfigError
 from catsdogs.data.download import DownloadError
 from catsdogs.data.pretrained import (
     NO_WEIGHTS_FILE,
@@ -18,7 +18,7 @@ from catsdogs.data.pretrained import (
     fetch_pretrained,
     read_pretrained,
 )
-from catsdogs.zoo import training_job
+from catsdogs.zoo.entries import training_job
 
 WEIGHTS = b"not really an HDF5 file, but bytes with a known sha256"
 SHA256 = hashlib.sha256(WEIGHTS).hexdigest()

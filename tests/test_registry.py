@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from conftest import free_port, http_service, load_stage, small_params, write_params
 from mlflow.tracking import MlflowClient
 
-from catsdogs.cli import main as catsdogs_cli
+from catsdogs.cli.main import main as catsdogs_cli
 
 CHAMPION = "models:/catsdogs@champion"
 
@@ -120,7 +120,7 @@ def local_verdicts(project: Path, photos: list[Path]) -> dict[str, tuple[str, fl
 
 def use_store(project: Path, monkeypatch) -> None:
     """The module's store, for MLflow calls made here (another test may have set another)."""
-    from catsdogs import tracking
+    from catsdogs.tracking.client import client as tracking
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
     tracking.connect()
@@ -183,7 +183,7 @@ def test_the_registered_model_carries_its_code_and_declares_its_requirements(
               f"model = mlflow.pyfunc.load_model({str(folder)!r})\n"
               f"photos = pandas.DataFrame({{'image': [open({str(photo)!r}, 'rb').read()]}})\n"
               "print(model.predict(photos).iloc[0].label)\n"
-              "print(sys.modules['catsdogs.photo_pyfunc'].__file__)\n")
+              "print(sys.modules['catsdogs.inference.photo_pyfunc'].__file__)\n")
     probe = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                            cwd=tmp_path)
     assert probe.returncode == 0, probe.stderr[-2000:]
@@ -220,7 +220,7 @@ def test_a_champion_that_takes_arrays_gives_its_alias_to_its_photo_model(
         project: Path, tmp_path: Path, monkeypatch) -> None:
     import shutil
 
-    from catsdogs import tracking
+    from catsdogs.tracking.client import client as tracking
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     shutil.copy(project / "mlflow.db", tmp_path / "mlflow.db")  # the module's store, aside
@@ -283,7 +283,7 @@ def photos_json(*photos: bytes, column: str = "image") -> bytes:
 def test_served_champion_takes_photos_and_refuses_bad_requests(project: Path, tmp_path: Path) -> None:
     from test_images import bomb_png
 
-    from catsdogs.photo_pyfunc import MAX_PHOTOS_PER_REQUEST
+    from catsdogs.inference.photo_pyfunc import MAX_PHOTOS_PER_REQUEST
 
     port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}",

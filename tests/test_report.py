@@ -22,8 +22,9 @@ from conftest import PROJECT_ROOT, another_kind_of_cpu, commit, make_project, sh
 from mlflow.tracking import MlflowClient
 from test_charts import charts_in
 
-from catsdogs.cli import main
-from catsdogs.report import (
+from catsdogs.cli.main import main
+from catsdogs.evaluation.stats import compare_paired, wilson_interval
+from catsdogs.reports.report import (
     COMMENT_LIMIT,
     UNTOUCHED,
     changed_models_charts,
@@ -31,8 +32,7 @@ from catsdogs.report import (
     param_changes,
     render,
 )
-from catsdogs.results import Results
-from catsdogs.stats import compare_paired, wilson_interval
+from catsdogs.reports.results import Results
 
 # -- the arithmetic -----------------------------------------------------------------------
 
@@ -158,7 +158,7 @@ def on(machine: dict, *models: str) -> Results:
 
 
 def test_only_models_whose_sides_come_from_two_machines_are_retrained_where_made_elsewhere() -> None:
-    from catsdogs.pull_request import made_elsewhere
+    from catsdogs.reports.pull_request import made_elsewhere
 
     base = on(EPYC, "m1", "m2", "m3")
     head = on(EPYC, "m2", "m3")
@@ -195,7 +195,7 @@ def served(results: Results):
 
 
 def test_like_for_like_remakes_each_side_made_elsewhere_once() -> None:
-    from catsdogs.pull_request import Made, like_for_like
+    from catsdogs.reports.pull_request import Made, like_for_like
 
     sides = {"base": on(EPYC, "m1", "m2"), "head": on(EPYC, "m2")}
     sides["head"].train["m1"], sides["head"].evaluation["m1"] = {"val_accuracy": 0.6}, \
@@ -241,7 +241,7 @@ def test_like_for_like_remakes_each_side_made_elsewhere_once() -> None:
 
 
 def test_fine_tunes_of_a_retrained_model_retrain_after_it() -> None:
-    from catsdogs.zoo_stages import training_stage, with_fine_tunes
+    from catsdogs.zoo.stages import training_stage, with_fine_tunes
 
     params = {"models": {"a": {}, "b": {}}, "finetune": {"a_tuned": {"init_from": "a"},
                                                           "b_tuned": {"init_from": "b"}}}
@@ -251,7 +251,7 @@ def test_fine_tunes_of_a_retrained_model_retrain_after_it() -> None:
 
 
 def test_the_report_says_where_each_side_was_made_and_why() -> None:
-    from catsdogs.report import made_where
+    from catsdogs.reports.report import made_where
 
     base, head = on(EPYC, "m1", "m2"), on(EPYC, "m2")
     head.train["m1"], head.evaluation["m1"], head.machine["m1"] = {"val_accuracy": 0.6}, \
@@ -269,7 +269,7 @@ def test_the_report_says_where_each_side_was_made_and_why() -> None:
 
 
 def test_the_plan_says_what_will_train_before_anything_does() -> None:
-    from catsdogs.report import plan_committed, plan_profile
+    from catsdogs.reports.report import plan_committed, plan_profile
 
     assert plan_committed(["train@m1"], ["train@m1", "train@m2"]) == (
         "Plan: the head trains 1 model(s) the change left stale (`train@m1`); 2 model(s) the "
@@ -300,7 +300,7 @@ def test_models_not_trained_get_the_base_numbers_where_known_and_removed_ones_a_
 
 
 def test_stale_stages_are_changed_code_and_params_not_missing_outputs() -> None:
-    from catsdogs.revisions import stale_stages
+    from catsdogs.reports.revisions import stale_stages
 
     status = {  # `dvc status --json` in a clone without the DVC cache, of a branch
         "split": [{"changed deps": {"data/raw": "deleted"}},
@@ -316,7 +316,7 @@ def test_stale_stages_are_changed_code_and_params_not_missing_outputs() -> None:
 
 
 def test_stale_committed_results_open_the_report_with_the_refresh() -> None:
-    from catsdogs.report import stale_results
+    from catsdogs.reports.report import stale_results
 
     assert stale_results({}) == []
     lines = stale_results({"train@m1": ["changed deps src/catsdogs/training.py (modified)"]})
@@ -729,7 +729,7 @@ def test_pull_requests_deselect_the_committed_results_tests_and_main_keeps_them(
 def test_stages_run_by_a_report_import_their_own_checkouts_code(tmp_path: Path) -> None:
     # A clone at the base commit must train with the base's code, not with the checkout this
     # interpreter's catsdogs was installed from (the head's).
-    from catsdogs.revisions import dvc
+    from catsdogs.reports.revisions import dvc
 
     repo = tmp_path / "base"
     (repo / "src/catsdogs").mkdir(parents=True)
@@ -746,7 +746,7 @@ def test_stages_run_by_a_report_import_their_own_checkouts_code(tmp_path: Path) 
 
 def test_a_warning_on_stderr_is_not_a_remote(tmp_path: Path, monkeypatch) -> None:
     # DVC prints notices (an update is available, a deprecation) on stderr: only stdout answers.
-    from catsdogs import revisions
+    from catsdogs.reports import revisions
 
     def dvc_says(args, **kwargs):
         return subprocess.CompletedProcess(args, 0, stdout="", stderr="WARNING: update available\n")

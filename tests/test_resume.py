@@ -22,9 +22,9 @@ import pytest
 from click.testing import CliRunner
 from conftest import PROJECT_ROOT, another_kind_of_cpu, load_stage, small_params, write_params
 
-from catsdogs import resume
-from catsdogs.resume import ResumeState, SavedState, claimed, training_digest
-from catsdogs.serving import load_model_file
+from catsdogs.models.model_file import load_model_file
+from catsdogs.training.loop import resume
+from catsdogs.training.resume import ResumeState, SavedState, claimed, training_digest
 
 # -- the state's folder ---------------------------------------------------------------------
 
@@ -78,7 +78,7 @@ def test_a_half_written_state_is_never_read(tmp_path: Path, caplog) -> None:
 
 
 def test_a_held_state_is_neither_read_nor_written_by_another_process(tmp_path: Path) -> None:
-    holder = ("import sys, time\nfrom pathlib import Path\nfrom catsdogs.resume import claimed\n"
+    holder = ("import sys, time\nfrom pathlib import Path\nfrom catsdogs.training.resume import claimed\n"
               "with claimed(Path(sys.argv[1]), 'm', 'd'):\n    print('held', flush=True)\n"
               "    time.sleep(60)\n")
     process = subprocess.Popen([sys.executable, "-c", holder, str(tmp_path)],
@@ -259,7 +259,7 @@ def tiny_fit(epochs: int, resume_with=None):
     import keras
     import tensorflow as tf
 
-    from catsdogs.training import compile_model, fit, set_determinism
+    from catsdogs.training.loop import compile_model, fit, set_determinism
 
     set_determinism(3)
     model = compile_model(keras.Sequential([keras.Input((4,)), keras.layers.Dropout(0.3),
@@ -271,7 +271,7 @@ def tiny_fit(epochs: int, resume_with=None):
 
 
 def test_a_state_that_cannot_be_saved_does_not_stop_the_training(caplog) -> None:
-    from catsdogs.training import Resume
+    from catsdogs.training.loop import Resume
 
     def full_disk(state: SavedState) -> None:
         raise OSError(28, "No space left on device")
@@ -282,7 +282,7 @@ def test_a_state_that_cannot_be_saved_does_not_stop_the_training(caplog) -> None
 
 
 def test_a_state_saved_after_the_last_epoch_trains_nothing_more(tmp_path: Path) -> None:
-    from catsdogs.training import Resume
+    from catsdogs.training.loop import Resume
 
     saves: list[SavedState] = []
     whole_model, whole = tiny_fit(2, Resume(None, saves.append))

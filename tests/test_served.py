@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import free_port
 
-from catsdogs.cli import main
+from catsdogs.cli.main import main
 from catsdogs.data.images import ImageRefused, read_image
-from catsdogs.photo_pyfunc import MAX_PHOTOS_PER_REQUEST
-from catsdogs.served import request_body
+from catsdogs.inference.photo_pyfunc import MAX_PHOTOS_PER_REQUEST
+from catsdogs.inference.server_client import request_body
 
 SIZE = 32
 # How MLflow 3.17's scoring server refuses a column of photos sent to a model of arrays.

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from catsdogs.atomic import write_csv
+from catsdogs.core.atomic import write_csv
 from catsdogs.data import parallel
 from catsdogs.data.split import DataError, build_manifest, data_metrics
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import make_project, project_params
 
-from catsdogs.pull_request import models_touched
-from catsdogs.stage_changes import stage_views, touched_stages
+from catsdogs.reports.pull_request import models_touched
+from catsdogs.reports.stage_changes import stage_views, touched_stages
 
 
 @pytest.fixture()

@@ -23,7 +23,7 @@ from conftest import (
     write_params,
 )
 
-from catsdogs.machine import describe
+from catsdogs.core.machine import describe
 
 # The zoo's first model (M1, the small CNN, in the committed params).
 M1 = next(iter(project_params()["models"]))

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from conftest import load_stage, small_params, write_params
 from mlflow.tracking import MlflowClient
 
-from catsdogs import tracking
+from catsdogs.tracking.client import client as tracking
 
 
 def test_default_store_is_at_the_dvc_root_even_in_a_temp_copy(tmp_path: Path, monkeypatch) -> None:
@@ -167,7 +167,7 @@ def test_ctrl_c_while_a_run_starts_ends_it_killed(tmp_path: Path, monkeypatch) -
 def test_ctrl_c_that_a_library_rewords_still_ends_the_run_killed(tmp_path: Path, monkeypatch) -> None:
     # Seen once in 20 interrupted `dvc repro` runs under load: the interrupt landed in
     # TensorFlow's device scope, whose exit raised RuntimeError with it as the context.
-    from catsdogs.stage_support import fails_clearly
+    from catsdogs.cli.stage_support import fails_clearly
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     tracking.connect()
@@ -187,7 +187,7 @@ def test_ctrl_c_that_a_library_rewords_still_ends_the_run_killed(tmp_path: Path,
 
 
 def test_a_failure_is_not_taken_for_ctrl_c() -> None:
-    from catsdogs.errors import interrupted
+    from catsdogs.core.errors import interrupted
 
     try:
         try:

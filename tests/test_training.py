@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 from conftest import TINY_SIZE, tiny_params, transfer_entry
 
-from catsdogs.config import ConfigError
+from catsdogs.core.params import ConfigError
 from catsdogs.data.manifest import split_rows
 from catsdogs.data.pipeline import image_dataset
 from catsdogs.data.split import build_manifest
-from catsdogs.training import choose_strategy, train_model
-from catsdogs.zoo import training_job
+from catsdogs.training.loop import choose_strategy, train_model
+from catsdogs.zoo.entries import training_job
 
 
 def augmenting_model(params: dict) -> str:
@@ -95,7 +95,7 @@ def _signalling_fit(signals_at: list[int], batches: int = 12) -> int:
     import keras
     import numpy as np
 
-    from catsdogs.training import _InterruptsThatStick
+    from catsdogs.training.loop import _InterruptsThatStick
 
     ended = []
 

@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Annotated, BinaryIO
 
-from catsdogs.atomic import atomic_dir, put_in_place
-from catsdogs.config import Range
+from catsdogs.core.atomic import atomic_dir, put_in_place
+from catsdogs.core.errors import UserError
+from catsdogs.core.params import Range
 from catsdogs.data.layouts import is_hidden
-from catsdogs.errors import UserError
 
 log = logging.getLogger(__name__)
 

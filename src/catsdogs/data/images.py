@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from catsdogs.errors import UserError
+from catsdogs.core.errors import UserError
 
 # Pillow's own threshold for "possibly a decompression bomb" (about 89.5 megapixels, a
 # quarter of a GiB as RGB): far above any phone photo, far below what takes a machine down.

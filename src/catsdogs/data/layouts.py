@@ -24,8 +24,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from catsdogs.core.errors import UserError
 from catsdogs.data.manifest import LABELS, SOURCE_SPLITS
-from catsdogs.errors import UserError
 
 # The class names used when params give none: singular and plural, any case.
 DEFAULT_CLASS_NAMES: dict[str, tuple[str, ...]] = {"cat": ("cat", "cats"), "dog": ("dog", "dogs")}

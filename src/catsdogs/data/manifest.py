@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from catsdogs.errors import UserError
+from catsdogs.core.errors import UserError
 
 # The folders of the tutorial's layout, and the splits the manifest assigns.
 SOURCE_SPLITS = ("train", "validation")

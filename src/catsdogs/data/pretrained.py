@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from catsdogs.atomic import atomic_dir
-from catsdogs.config import ConfigError
+from catsdogs.core.atomic import atomic_dir
+from catsdogs.core.params import ConfigError
 from catsdogs.data.download import DownloadError, fetch, shown
 
 WEIGHTS_FILE = "weights.h5"

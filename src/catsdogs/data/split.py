@@ -33,13 +33,13 @@ from typing import Annotated, Any
 import pandas as pd
 from PIL import Image
 
-from catsdogs.config import Range
+from catsdogs.core.errors import UserError
+from catsdogs.core.params import Range
 from catsdogs.data.images import DEFAULT_MAX_PIXELS, ImageRefused, read_file_bytes, read_image
 from catsdogs.data.layouts import DEFAULT_CLASS_NAMES, Layout, LayoutError, read_layout
 from catsdogs.data.manifest import LABELS, MANIFEST_COLUMNS, SOURCE_SPLITS, SPLITS
 from catsdogs.data.near_duplicates import DEFAULT_MAX_BITS, groups, near_pairs, perceptual_hash
 from catsdogs.data.parallel import ordered_map
-from catsdogs.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,3 @@
+"""The `catsdogs` command (`main`) with one module per command, and what the stage
+scripts in `stages/` share (`stage_support`).
+"""
