@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from catsdogs.evaluation.leaderboard import Standing, champion, champion_decision, leaderboard, to_markdown
+from catsdogs.evaluation.champion import Standing, champion_decision
+from catsdogs.evaluation.leaderboard import champion, leaderboard, to_markdown
 
 DATA = {"splits": {"validation": {"baseline_accuracy": 0.5, "total": 800},
                   "test": {"baseline_accuracy": 0.5, "total": 200}}}

@@ -49,7 +49,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from catsdogs.core.errors import UserError, interrupted
 from catsdogs.core.params import flatten
-from catsdogs.evaluation.leaderboard import CHALLENGER, CHAMPION, Standing, champion_decision
+from catsdogs.evaluation.champion import CHALLENGER, CHAMPION, Standing, champion_decision
 from catsdogs.training.history import EPOCH_METRICS
 
 log = logging.getLogger(__name__)
