@@ -36,10 +36,11 @@ import tensorflow as tf
 from train_speed import EpochClock, photos_and_split  # benchmarks/, the script's own folder
 
 from catsdogs.core.params import load_params
-from catsdogs.data.pipeline import batches, decoded_images
+from catsdogs.data.input_pipeline import batches, decoded_images
 from catsdogs.models.architectures import ARCHITECTURES
-from catsdogs.training.loop import compile_model, set_determinism
+from catsdogs.training.objective import compile_model
 from catsdogs.training.precision import with_precision
+from catsdogs.training.strategy import set_determinism
 from catsdogs.zoo.entries import training_job
 
 ROOT = Path(__file__).resolve().parents[1]

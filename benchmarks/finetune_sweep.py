@@ -25,7 +25,7 @@ from pathlib import Path
 from catsdogs.core.params import load_params
 from catsdogs.data.split import build_manifest
 from catsdogs.models.model_file import MODEL_FILE
-from catsdogs.training.loop import train_model
+from catsdogs.training.train import train_model
 from catsdogs.zoo.entries import training_job
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -90,8 +90,10 @@ import json, resource, sys, time
 from pathlib import Path
 import pandas as pd
 from catsdogs.core.params import load_params
-from catsdogs.data.pipeline import batches, decoded_images
-from catsdogs.training.loop import compile_model, initial_model, set_determinism
+from catsdogs.data.input_pipeline import batches, decoded_images
+from catsdogs.training.objective import compile_model
+from catsdogs.training.strategy import set_determinism
+from catsdogs.training.train import initial_model
 from catsdogs.zoo.entries import training_job
 
 manifest, images, cache, steps, params = sys.argv[1:6]
@@ -140,7 +142,7 @@ def measure(count: int, workdir: Path, steps: int) -> dict:
 
     cache = workdir / "cache"
     shutil.rmtree(cache, ignore_errors=True)
-    from catsdogs.data.pipeline import build_disk_cache, cache_key
+    from catsdogs.data.input_pipeline import build_disk_cache, cache_key
 
     rows = split.manifest[split.manifest["split"] == "train"]
     started = time.perf_counter()

@@ -246,9 +246,9 @@ def main() -> int:
     import mlflow.pyfunc
 
     from catsdogs.inference.photo_pyfunc import MAX_PHOTOS_PER_REQUEST, pyfunc_sender
-    from catsdogs.tracking.client import client as tracking
+    from catsdogs.tracking import store
 
-    tracking.connect()
+    store.connect()
     rows = pd.read_csv(args.photos_from)
     paths = [args.images / p for p in rows.loc[rows["split"] == "test", "path"]]
     photos = [(str(p), p.read_bytes()) for p in paths]

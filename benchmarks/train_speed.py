@@ -42,7 +42,9 @@ import tensorflow as tf
 from catsdogs.core.params import load_params
 from catsdogs.data.split import build_manifest, find_dataset_root
 from catsdogs.models.model_file import MODEL_FILE
-from catsdogs.training.loop import compile_model, set_determinism, train_model
+from catsdogs.training.objective import compile_model
+from catsdogs.training.strategy import set_determinism
+from catsdogs.training.train import train_model
 from catsdogs.zoo.entries import training_job
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -35,7 +35,10 @@ from catsdogs.core.machine import MACHINE_FILE
 from catsdogs.core.params import load_params
 from catsdogs.data.manifest import read_manifest, split_digest
 from catsdogs.evaluation.leaderboard import champion, curves, headline, leaderboard, to_markdown
-from catsdogs.tracking.client import client as tracking
+from catsdogs.tracking.logged_models import known_model, photo_model, read_ids
+from catsdogs.tracking.registry import VALIDATION_DATA_TAG, register_candidate, uncommitted_paths
+from catsdogs.tracking.runs import git_commit
+from catsdogs.tracking.store import connect
 from catsdogs.training.history import TRAINING_FILE
 from catsdogs.zoo.entries import entry_names, params_digest
 
@@ -110,28 +113,28 @@ def main(params_path: str, metrics_dir: Path, models_dir: Path, out: Path, accur
         registry = (f"Not registered ({why}): the registry's champion is left as it was; "
                     "CATSDOGS_REGISTER=yes registers it.")
     else:
-        tracking.connect()
-        commit = tracking.git_commit()
-        run_id, model_id = tracking.read_ids(models_dir / best)
+        connect()
+        commit = git_commit()
+        run_id, model_id = read_ids(models_dir / best)
         rows = read_manifest(manifest)
         # A model made from uncommitted code or params never takes the champion alias
         # unless promoted: its git_commit did not make it.
         tags = {"model_name": best, "params_digest": params_digest(params, best),
                 "git_commit": commit[0] if commit else "unknown",
-                tracking.VALIDATION_DATA_TAG: split_digest(rows, "validation"),
+                VALIDATION_DATA_TAG: split_digest(rows, "validation"),
                 **{key: f"{value:.4f}" for key, value in numbers.items()}}
         photo_model_id = None
-        if tracking.known_model(model_id):
+        if known_model(model_id):
             # The registered model takes photos; its input example is a test photo.
             first_test = rows.sort_values("split", key=lambda split: split != "test", kind="stable")
             example = images / first_test["path"].iloc[0]
-            photo_model_id, photo_tags = tracking.photo_model(
+            photo_model_id, photo_tags = photo_model(
                 models_dir / best, name=f"{best}_photos", run_id=run_id, keras_model_id=model_id,
                 example_photo=example.read_bytes(),
                 max_pixels=(params.get("split") or {}).get("max_pixels"))
             tags.update(photo_tags)
-        registration = tracking.register_candidate(
-            photo_model_id, tags, promote=promote, uncommitted=tracking.uncommitted_paths(),
+        registration = register_candidate(
+            photo_model_id, tags, promote=promote, uncommitted=uncommitted_paths(),
             wraps=model_id)
         registry = (f"Registered as `catsdogs` version {registration.version}, alias "
                     f"`{registration.alias}`: {registration.reason}." if registration else

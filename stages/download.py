@@ -15,8 +15,9 @@ import click
 from catsdogs.cli.stage_support import fails_clearly, params_option, setup_logging
 from catsdogs.core.atomic import write_json
 from catsdogs.core.params import load_params, read_section
-from catsdogs.data.download import DownloadConfig, download_all, shown
-from catsdogs.tracking.client import client as tracking
+from catsdogs.data.download import download_all
+from catsdogs.data.sources import DownloadConfig, shown
+from catsdogs.tracking import runs, store
 
 
 @click.command()
@@ -34,7 +35,7 @@ def main(params_path: str, out: Path, record: Path) -> None:
     setup_logging()
     config = read_section(load_params(params_path), "download", DownloadConfig)
     sources = config.sources
-    tracking.connect()
+    store.connect()
     fetched = download_all(
         sources, out, timeout_s=config.timeout_s, retries=config.retries,
         backoff_s=config.backoff_s, max_files=config.max_files, max_bytes=config.max_bytes,
@@ -42,9 +43,9 @@ def main(params_path: str, out: Path, record: Path) -> None:
     write_json(record, {"sources": [f.record() for f in fetched]})
     logged = {f.name or "": {"source": shown(f.source), "kind": f.kind, "sha256": f.sha256}
               for f in fetched}
-    with tracking.run("download", tags=tracking.context_tags("download")):
-        tracking.log_params({"download": logged.get("") or logged})
-        tracking.log_metrics({"size_bytes": sum(f.size for f in fetched)})
+    with runs.run("download", tags=runs.context_tags("download")):
+        runs.log_params({"download": logged.get("") or logged})
+        runs.log_metrics({"size_bytes": sum(f.size for f in fetched)})
     for source, got in zip(sources, fetched, strict=True):
         if source.sha256 is None:
             setting = f"download.sha256.{got.name}" if got.name else "download.sha256"

@@ -18,8 +18,8 @@ from catsdogs.cli.stage_support import fails_clearly, params_option, setup_loggi
 from catsdogs.core.atomic import write_csv, write_json
 from catsdogs.core.params import load_params, read_section
 from catsdogs.data.images import read_images
+from catsdogs.data.input_pipeline import disk_cache_for, image_dataset
 from catsdogs.data.manifest import LABELS, read_manifest, split_rows
-from catsdogs.data.pipeline import disk_cache_for, image_dataset
 from catsdogs.evaluation.scores import (
     EvaluateConfig,
     classification_metrics,
@@ -28,7 +28,7 @@ from catsdogs.evaluation.scores import (
 )
 from catsdogs.models.model_file import input_size, load_model_file
 from catsdogs.reports import figures
-from catsdogs.tracking.client import client as tracking
+from catsdogs.tracking import logged_models, runs, store
 from catsdogs.zoo.settings import TrainConfig
 
 
@@ -58,7 +58,7 @@ def main(params_path: str, name: str, model_dir: Path, manifest: Path, images: P
     model = load_model_file(model_dir)
     size = input_size(model)
     rows = read_manifest(manifest)
-    tracking.connect()
+    store.connect()
 
     test = split_rows(rows, "test")
     # Past the memory budget the test photos, too, are read from the disk cache.
@@ -77,10 +77,10 @@ def main(params_path: str, name: str, model_dir: Path, manifest: Path, images: P
         LABELS, figures_dir, name,
     )
 
-    run_id, model_id = tracking.read_ids(model_dir)
-    stage = tracking.context_tags().get("dvc_stage")
-    tracking.log_evaluation(
-        run_id, model_id, metrics, name=name, test=tracking.manifest_dataset(rows, "test", manifest),
+    run_id, model_id = logged_models.read_ids(model_dir)
+    stage = runs.context_tags().get("dvc_stage")
+    logged_models.log_evaluation(
+        run_id, model_id, metrics, name=name, test=runs.manifest_dataset(rows, "test", manifest),
         artifacts={"evaluation": [predictions], "figures": sorted(figures_dir.glob("*.png"))},
         tags={"dvc_eval_stage": stage} if stage else {},
     )

@@ -17,7 +17,7 @@ import click
 from catsdogs.cli.stage_support import fails_clearly, params_option, setup_logging
 from catsdogs.core.params import load_params
 from catsdogs.data.pretrained import fetch_architecture, fetch_pretrained, read_pretrained
-from catsdogs.tracking.client import client as tracking
+from catsdogs.tracking import runs, store
 
 
 @click.command()
@@ -39,15 +39,15 @@ def main(params_path: str, arch: str | None, out: Path) -> None:
     if arch is not None and arch not in sources:
         raise click.BadParameter(f"'{arch}' is not in the pretrained section; choose from: "
                                  f"{', '.join(sources)}", param_hint="--arch")
-    tracking.connect()
+    store.connect()
     if arch is None:
         fetched = fetch_pretrained(sources, out)
     else:
         sources = {arch: sources[arch]}
         fetched = {arch: fetch_architecture(arch, sources[arch], out)}
-    with tracking.run("pretrained", tags=tracking.context_tags("pretrained")):
-        tracking.log_params({"pretrained": {arch: record or "none"
-                                            for arch, record in fetched.items()}})
+    with runs.run("pretrained", tags=runs.context_tags("pretrained")):
+        runs.log_params({"pretrained": {arch: record or "none"
+                                        for arch, record in fetched.items()}})
     for arch, record in fetched.items():
         if record and sources[arch].sha256 is None:
             click.echo(f"Fetched {record['source']}: {record['size_bytes']:,} bytes, sha256 "

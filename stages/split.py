@@ -22,7 +22,7 @@ from catsdogs.data.images import read_images
 from catsdogs.data.manifest import LABELS
 from catsdogs.data.split import DataError, SplitConfig, build_manifest, data_metrics
 from catsdogs.reports import figures
-from catsdogs.tracking.client import client as tracking
+from catsdogs.tracking import runs, store
 from catsdogs.zoo.settings import TrainConfig
 
 SAMPLES_PER_CLASS = 3
@@ -61,7 +61,7 @@ def main(params_path: str, images: Path, sources_record: Path, out: Path, metric
             raise DataError(f"'{sources_record}' was written by an older download stage and "
                             "does not list the sources; run `dvc repro download` again")
         sources = tuple(s["folder"] for s in record["sources"])
-    tracking.connect()
+    store.connect()
     result = build_manifest(images, **dataclasses.asdict(config), sources=sources)
     metrics = data_metrics(result)
     with atomic_dir(out) as tmp:
@@ -77,12 +77,12 @@ def main(params_path: str, images: Path, sources_record: Path, out: Path, metric
     figures.image_grid(list(read_images(paths, image_size, max_pixels=None)), titles, figure,
                        columns=SAMPLES_PER_CLASS, suptitle="Training samples")
 
-    with tracking.run("split", tags=tracking.context_tags("split")):
-        tracking.log_params({"split": dataclasses.asdict(config)})
-        tracking.log_metrics(metrics)
-        tracking.log_artifact(figure, "figures")
-        tracking.log_artifact(out / "excluded.csv", "data")
-        tracking.log_artifact(metrics_path, "data")
+    with runs.run("split", tags=runs.context_tags("split")):
+        runs.log_params({"split": dataclasses.asdict(config)})
+        runs.log_metrics(metrics)
+        runs.log_artifact(figure, "figures")
+        runs.log_artifact(out / "excluded.csv", "data")
+        runs.log_artifact(metrics_path, "data")
     counts = {s: v["total"] for s, v in metrics["splits"].items()}
     layouts = ", ".join(f"{folder}: {facts['layout']}" for folder, facts in metrics["sources"].items())
     click.echo(f"Split {counts} ({layouts}); excluded {metrics['excluded']} "

@@ -30,16 +30,11 @@ from catsdogs.data.manifest import read_manifest, split_rows
 from catsdogs.models.architectures import augmentation_examples, summary_text
 from catsdogs.models.model_file import MODEL_FILE, with_probability
 from catsdogs.reports import figures
-from catsdogs.tracking.client import client as tracking
+from catsdogs.tracking import logged_models, runs, store
+from catsdogs.training.fit import Resume
 from catsdogs.training.history import EPOCH_METRICS, TRAINING_FILE
-from catsdogs.training.loop import (
-    Resume,
-    choose_strategy,
-    is_chief,
-    resume_state,
-    train_model,
-    training_record,
-)
+from catsdogs.training.strategy import choose_strategy, is_chief
+from catsdogs.training.train import resume_state, train_model, training_record
 from catsdogs.zoo.entries import training_job
 
 
@@ -76,7 +71,7 @@ def main(params_path: str, name: str, manifest: Path, images: Path, init_from: P
         click.echo(f"{name}: worker done; the chief writes the outputs.", err=True)
         return
 
-    tracking.connect()
+    store.connect()
     record = {"model_name": name, ("finetune" if job.finetune else "model"): job.entry,
               "train": dataclasses.asdict(job.config), "seed": job.seed,
               "data": {"manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest()}}
@@ -87,18 +82,18 @@ def main(params_path: str, name: str, manifest: Path, images: Path, init_from: P
         # An earlier run of this training that died saved its last whole epoch: go on from
         # there, in a new MLflow run that holds every epoch and names the dead one.
         saved = state.load() if state else None
-        tags = {**tracking.context_tags(), **tracking.machine_tags(machine)}
+        tags = {**runs.context_tags(), **runs.machine_tags(machine)}
         if saved:
-            tags.update(tracking.resumed_tags(saved.run_id, saved.epoch))
-        with tracking.run(name, tags=tags) as run_id:
-            tracking.log_params(record)
-            tracking.log_datasets(rows, manifest, ["train", "validation"])
+            tags.update(runs.resumed_tags(saved.run_id, saved.epoch))
+        with runs.run(name, tags=tags) as run_id:
+            runs.log_params(record)
+            runs.log_datasets(rows, manifest, ["train", "validation"])
             if saved:
                 for row in saved.history.to_dict("records"):
-                    tracking.log_epoch(int(row["epoch"]), {k: row[k] for k in EPOCH_METRICS})
+                    runs.log_epoch(int(row["epoch"]), {k: row[k] for k in EPOCH_METRICS})
             resume = state and Resume(saved, lambda s: state.save(replace(s, run_id=run_id)))
             model, result = train_model(job, rows, images, init_from=init_from,
-                                        strategy=strategy, epoch_hooks=[tracking.log_epoch],
+                                        strategy=strategy, epoch_hooks=[runs.log_epoch],
                                         resume=resume)
             metrics = result.metrics()
             how = training_record(job, model, result)
@@ -107,24 +102,24 @@ def main(params_path: str, name: str, manifest: Path, images: Path, init_from: P
             # The model goes to MLflow before any output is replaced: a tracking failure then
             # leaves last run's outputs whole, never a mix of old and new.
             # The final epoch's curves are linked to the LoggedModel; the rest are run metrics.
-            tracking.log_metrics({k: v for k, v in {**metrics, **how}.items()
-                                  if k not in EPOCH_METRICS})
-            tracking.log_text(summary_text(model), "model_summary.txt")
-            model_id = tracking.log_keras_model(with_probability(model), name=name,
-                                                input_example=example.astype("float32"),
-                                                step=how["epochs"])
+            runs.log_metrics({k: v for k, v in {**metrics, **how}.items()
+                              if k not in EPOCH_METRICS})
+            runs.log_text(summary_text(model), "model_summary.txt")
+            model_id = logged_models.log_keras_model(with_probability(model), name=name,
+                                                     input_example=example.astype("float32"),
+                                                     step=how["epochs"])
             figures.training_figures(result.history, augmentation_examples(model, example[0]),
                                      figures_dir, name)
             write_csv(history_path, result.history)
             with atomic_dir(out) as tmp:
                 model.save(tmp / MODEL_FILE)
-                tracking.write_ids(tmp, run_id, model_id)
+                logged_models.write_ids(tmp, run_id, model_id)
                 write_json(tmp / MACHINE_FILE, machine)
                 write_json(tmp / TRAINING_FILE, how)
             write_json(metrics_path, metrics)
-            tracking.log_artifact(history_path, "history")
+            runs.log_artifact(history_path, "history")
             for png in sorted(figures_dir.glob("*.png")):
-                tracking.log_artifact(png, "figures")
+                runs.log_artifact(png, "figures")
         if state:  # done: the outputs are in place
             state.clear()
     click.echo(f"{name}: val_accuracy {metrics['val_accuracy']:.4f} after {how['epochs']} "

@@ -14,10 +14,10 @@ import tensorflow as tf
 from conftest import TINY_SIZE, tiny_params
 
 from catsdogs.data import images as decoding
-from catsdogs.data import parallel, pipeline
+from catsdogs.data import input_pipeline as pipeline
+from catsdogs.data import parallel
 from catsdogs.data.images import read_images
-from catsdogs.data.manifest import split_rows
-from catsdogs.data.pipeline import (
+from catsdogs.data.input_pipeline import (
     DiskCache,
     InMemory,
     batches,
@@ -26,8 +26,9 @@ from catsdogs.data.pipeline import (
     fits_in_memory,
     image_dataset,
 )
+from catsdogs.data.manifest import split_rows
 from catsdogs.data.split import build_manifest
-from catsdogs.training.loop import train_model
+from catsdogs.training.train import train_model
 from catsdogs.zoo.entries import training_job
 
 
@@ -191,7 +192,8 @@ def test_a_refusal_in_a_worker_process_names_the_file(tmp_path: Path,
 
 
 def test_the_cache_key_follows_the_decoder_code_and_libraries(tmp_path: Path, monkeypatch) -> None:
-    from catsdogs.data import images, pipeline
+    from catsdogs.data import images
+    from catsdogs.data import input_pipeline as pipeline
 
     rows = pd.DataFrame({"path": ["cats/cat.1.jpg"], "sha256": ["ab"]})
     fingerprint = pipeline.decoder_fingerprint()

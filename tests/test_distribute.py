@@ -27,7 +27,8 @@ MIRRORED = textwrap.dedent("""
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from catsdogs.core.params import load_params
     from catsdogs.data.manifest import read_manifest
-    from catsdogs.training.loop import choose_strategy, train_model
+    from catsdogs.training.strategy import choose_strategy
+    from catsdogs.training.train import train_model
     from catsdogs.zoo.entries import training_job
     strategy = choose_strategy("mirrored")
     params = load_params(sys.argv[1])

@@ -18,16 +18,10 @@ from pathlib import Path
 import pytest
 
 from catsdogs.core.params import from_mapping
-from catsdogs.data.download import (
-    DownloadConfig,
-    DownloadError,
-    UnsafeArchiveError,
-    download,
-    download_all,
-    extract,
-    fetch,
-    recorded_source,
-)
+from catsdogs.data.archives import UnsafeArchiveError, extract
+from catsdogs.data.download import download, download_all
+from catsdogs.data.fetch import fetch
+from catsdogs.data.sources import DownloadConfig, DownloadError, recorded_source
 
 CAPS = {"max_files": 1000, "max_bytes": 10_000_000}
 NO_WAIT = {"timeout_s": 5.0, "retries": 2, "backoff_s": 0.0, "sleep": lambda s: None}
@@ -431,7 +425,7 @@ def test_zips_python_cannot_read_are_refused_with_the_fix(tmp_path: Path, flag_b
     assert "'cats/cat.1.jpg'" in str(error.value) and "unpack it yourself" in str(error.value)
     assert not (tmp_path / "raw").exists()
     # `catsdogs evaluate x.zip` reads a collection through the same unpacking.
-    from catsdogs.inference.collection import unpacked
+    from catsdogs.inference.evaluate_collection import unpacked
 
     caps = from_mapping(DownloadConfig, {"url": "x"}, "download")
     with pytest.raises(UnsafeArchiveError, match=message), unpacked(archive, caps):

@@ -13,7 +13,8 @@ from conftest import project_params, tiny_params, transfer_entry, vivid_transfer
 from catsdogs.core.params import ConfigError
 from catsdogs.models.architectures import BASE_LAYER, count_params, unfreeze_top
 from catsdogs.models.model_file import with_probability
-from catsdogs.training.loop import compile_model, split_frozen_features
+from catsdogs.training.frozen_features import split_frozen_features
+from catsdogs.training.objective import compile_model
 from catsdogs.zoo.entries import finetune_spec, model_spec, training_job
 
 PARAMS = tiny_params()

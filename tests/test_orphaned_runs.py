@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from catsdogs.tracking.client import client as tracking
+from catsdogs.tracking import dead_runs, runs, store
 
 # Opens a run, says its id, then waits to be killed.
 OWNER = """
 import sys, time
-from catsdogs.tracking.client import client as tracking
-tracking.connect()
-with tracking.run("victim") as run_id:
+from catsdogs.tracking import runs, store
+store.connect()
+with runs.run("victim") as run_id:
     print(run_id, flush=True)
     time.sleep(120)
 """
@@ -44,38 +44,38 @@ def test_a_run_whose_process_was_killed_ends_killed_at_the_next_connect(store_en
     owner, run_id = start_owner(store_env)
     owner.send_signal(signal.SIGKILL)
     owner.wait(timeout=60)
-    tracking.connect()
+    store.connect()
     run = MlflowClient().get_run(run_id)
     assert run.info.status == "KILLED"
-    assert f"owner process {owner.pid} on" in run.data.tags[tracking.ENDED_BY]
-    assert run.data.tags[tracking.OWNER_PID] == str(owner.pid)
+    assert f"owner process {owner.pid} on" in run.data.tags[dead_runs.ENDED_BY]
+    assert run.data.tags[dead_runs.OWNER_PID] == str(owner.pid)
 
 
 def test_a_run_whose_process_lives_stays_running(store_env) -> None:
     owner, run_id = start_owner(store_env)
     try:
-        assert tracking.connect() and MlflowClient().get_run(run_id).info.status == "RUNNING"
+        assert store.connect() and MlflowClient().get_run(run_id).info.status == "RUNNING"
     finally:
         owner.kill()
         owner.wait(timeout=60)
 
 
 def test_a_reused_pid_is_not_taken_for_the_owner(tracking_store: str) -> None:
-    tracking.connect()
-    with tracking.run("mine") as run_id:
+    store.connect()
+    with runs.run("mine") as run_id:
         # The same pid, but a process that started at another time: not this run's owner.
-        MlflowClient().set_tag(run_id, tracking.OWNER_STARTED, "12345.00")
-        experiment = MlflowClient().get_experiment_by_name(tracking.EXPERIMENT)
-        assert tracking.end_orphaned_runs(experiment.experiment_id) == [run_id]
+        MlflowClient().set_tag(run_id, dead_runs.OWNER_STARTED, "12345.00")
+        experiment = MlflowClient().get_experiment_by_name(store.EXPERIMENT)
+        assert dead_runs.end_orphaned_runs(experiment.experiment_id) == [run_id]
 
 
 def test_runs_of_other_hosts_are_left_alone(tracking_store: str) -> None:
-    tracking.connect()
+    store.connect()
     client = MlflowClient()
-    experiment = client.get_experiment_by_name(tracking.EXPERIMENT).experiment_id
-    run = client.create_run(experiment, tags={tracking.OWNER_HOST: "elsewhere",
-                                              tracking.OWNER_PID: "1", tracking.OWNER_STARTED: "0"})
-    assert tracking.end_orphaned_runs(experiment) == []
+    experiment = client.get_experiment_by_name(store.EXPERIMENT).experiment_id
+    run = client.create_run(experiment, tags={dead_runs.OWNER_HOST: "elsewhere",
+                                              dead_runs.OWNER_PID: "1", dead_runs.OWNER_STARTED: "0"})
+    assert dead_runs.end_orphaned_runs(experiment) == []
     assert client.get_run(run.info.run_id).info.status == "RUNNING"
 
 
@@ -148,30 +148,30 @@ def test_catsdogs_ui_serves_the_project_store_at_the_runs_page(tmp_path: Path, s
 
 def orphan(experiment: str, **tags: str) -> str:
     """A RUNNING run of this host whose owner pid is dead here (pid 1 never starts at 0)."""
-    mine = tracking.owner_tags()
-    owner = {**mine, tracking.OWNER_PID: "1", tracking.OWNER_STARTED: "0", **tags}
+    mine = dead_runs.owner_tags()
+    owner = {**mine, dead_runs.OWNER_PID: "1", dead_runs.OWNER_STARTED: "0", **tags}
     return MlflowClient().create_run(experiment, tags=owner).info.run_id
 
 
 def test_a_dead_pid_in_another_container_of_this_host_is_not_ours_to_end(tracking_store) -> None:
     # Same host name and kernel boot, another pid namespace: that pid means another process.
-    tracking.connect()
-    experiment = tracking.experiment_id()
-    theirs = orphan(experiment, **{tracking.OWNER_PID_NAMESPACE: "pid:[4026532999]"})
+    store.connect()
+    experiment = store.experiment_id()
+    theirs = orphan(experiment, **{dead_runs.OWNER_PID_NAMESPACE: "pid:[4026532999]"})
     ours = orphan(experiment)
-    assert tracking.end_orphaned_runs(experiment) == [ours]
+    assert dead_runs.end_orphaned_runs(experiment) == [ours]
     assert MlflowClient().get_run(theirs).info.status == "RUNNING"
 
 
 def test_a_run_from_before_a_reboot_is_ended(tracking_store) -> None:
-    tracking.connect()
-    experiment = tracking.experiment_id()
+    store.connect()
+    experiment = store.experiment_id()
     # The pid space of this host before a reboot: its process may even be "alive" now.
     alive_pid = str(os.getpid())
-    rebooted = orphan(experiment, **{tracking.OWNER_BOOT: "an-earlier-boot",
-                                     tracking.OWNER_PID: alive_pid})
+    rebooted = orphan(experiment, **{dead_runs.OWNER_BOOT: "an-earlier-boot",
+                                     dead_runs.OWNER_PID: alive_pid})
     # The same, but started after this boot: another machine of the same name, left alone.
-    other_machine = orphan(experiment, **{tracking.OWNER_BOOT: "another-kernel",
-                                          tracking.OWNER_STARTED: "9999999999"})
-    assert tracking.end_orphaned_runs(experiment) == [rebooted]
+    other_machine = orphan(experiment, **{dead_runs.OWNER_BOOT: "another-kernel",
+                                          dead_runs.OWNER_STARTED: "9999999999"})
+    assert dead_runs.end_orphaned_runs(experiment) == [rebooted]
     assert MlflowClient().get_run(other_machine).info.status == "RUNNING"

@@ -17,7 +17,7 @@ from conftest import make_project, project_params, sh, small_params, tool_env, w
 from mlflow.tracking import MlflowClient
 
 from catsdogs.core.machine import describe
-from catsdogs.tracking.client import ENDED_BY
+from catsdogs.tracking.dead_runs import ENDED_BY
 
 ZOO = project_params()
 MODELS = [*ZOO["models"], *ZOO["finetune"]]

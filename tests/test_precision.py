@@ -12,9 +12,9 @@ from conftest import tiny_params
 
 from catsdogs.data.split import build_manifest
 from catsdogs.models.architectures import FLOAT32_LAYERS, LOGIT_LAYER, PREPROCESSING_LAYERS
-from catsdogs.training.loop import loop as training
-from catsdogs.training.loop import train_model
+from catsdogs.training import train as training
 from catsdogs.training.precision import all_layers, hardware_note, native, with_precision
+from catsdogs.training.train import train_model
 from catsdogs.zoo.entries import training_job
 
 AVX512_BF16 = frozenset({"avx512f", "avx512_bf16"})
@@ -119,7 +119,7 @@ def test_training_warns_once_when_the_cpu_has_no_bfloat16(
     manifest = build_manifest(extracted, test_every=5, strict=False).manifest
     params = tiny_params()
     params["train"]["precision"] = "mixed_bfloat16"
-    with caplog.at_level(logging.INFO, logger="catsdogs.training.loop"):
+    with caplog.at_level(logging.INFO, logger="catsdogs.training.train"):
         train_model(training_job(params, next(iter(params["models"]))), manifest, extracted)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "train.precision: mixed_bfloat16 is not native" in warnings[0].message

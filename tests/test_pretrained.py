@@ -10,7 +10,6 @@ from click.testing import CliRunner
 from conftest import load_stage, project_params, tiny_params, write_params
 
 from catsdogs.core.params import ConfigError
-from catsdogs.data.download import DownloadError
 from catsdogs.data.pretrained import (
     NO_WEIGHTS_FILE,
     WEIGHTS_FILE,
@@ -18,6 +17,7 @@ from catsdogs.data.pretrained import (
     fetch_pretrained,
     read_pretrained,
 )
+from catsdogs.data.sources import DownloadError
 from catsdogs.zoo.entries import training_job
 
 WEIGHTS = b"not really an HDF5 file, but bytes with a known sha256"

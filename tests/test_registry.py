@@ -19,6 +19,7 @@ import yaml
 from click.testing import CliRunner
 from conftest import free_port, http_service, load_stage, small_params, write_params
 from mlflow.tracking import MlflowClient
+from test_dvc_deps import SRC, transitive_imports
 
 from catsdogs.cli.main import main as catsdogs_cli
 
@@ -120,10 +121,10 @@ def local_verdicts(project: Path, photos: list[Path]) -> dict[str, tuple[str, fl
 
 def use_store(project: Path, monkeypatch) -> None:
     """The module's store, for MLflow calls made here (another test may have set another)."""
-    from catsdogs.tracking.client import client as tracking
+    from catsdogs.tracking.store import connect
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
-    tracking.connect()
+    connect()
 
 
 def validation_photos(project: Path) -> list[Path]:
@@ -194,8 +195,11 @@ def test_the_registered_model_carries_its_code_and_declares_its_requirements(
     required = {canonicalize_name(line.split("==")[0]) for line in
                 (folder / "requirements.txt").read_text().split() if "==" in line}
     carried = folder / "code/catsdogs"
-    modules = {"photo_pyfunc.py", "predict.py", "serving.py", "evaluation.py", "config.py",
-               "errors.py", "data/images.py", "data/manifest.py"}
+    # The modules the photo model runs: its own and what it imports, as the source has them.
+    runs = {SRC / "catsdogs/inference/photo_pyfunc.py"} | transitive_imports(
+        SRC / "catsdogs/inference/photo_pyfunc.py")
+    modules = {str(path.relative_to(SRC / "catsdogs")) for path in runs}
+    assert {"inference/predict.py", "models/model_file.py", "data/images.py"} <= modules
     distributions = packages_distributions()
     imported = set().union(*(third_party_imports(carried / m) for m in modules))
     undeclared = {name for name in imported
@@ -220,14 +224,15 @@ def test_a_champion_that_takes_arrays_gives_its_alias_to_its_photo_model(
         project: Path, tmp_path: Path, monkeypatch) -> None:
     import shutil
 
-    from catsdogs.tracking.client import client as tracking
+    from catsdogs.tracking import logged_models, registry
+    from catsdogs.tracking.store import connect
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     shutil.copy(project / "mlflow.db", tmp_path / "mlflow.db")  # the module's store, aside
     monkeypatch.chdir(project)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
-    tracking.connect(store)
+    connect(store)
     client = MlflowClient(store)
     best = json.loads((project / "metrics/champion.json").read_text())["model"]
     keras_id = (project / f"models/{best}/mlflow_model_id").read_text().strip()
@@ -236,12 +241,12 @@ def test_a_champion_that_takes_arrays_gives_its_alias_to_its_photo_model(
     # version wraps it yet.
     client.delete_model_version("catsdogs", champion.version)
     tags = {k: v for k, v in champion.tags.items()
-            if k not in (tracking.TAKES_TAG, tracking.KERAS_MODEL_TAG)}
-    old = tracking.register_candidate(keras_id, tags, promote=True)
-    assert not tracking.takes_photos(CHAMPION)
+            if k not in (logged_models.TAKES_TAG, logged_models.KERAS_MODEL_TAG)}
+    old = registry.register_candidate(keras_id, tags, promote=True)
+    assert not logged_models.takes_photos(CHAMPION)
     page = compare_in(project, yaml.safe_load((project / "params.yaml").read_text()))
     now = client.get_model_version_by_alias("catsdogs", "champion")
-    assert str(now.version) != old.version and tracking.takes_photos(CHAMPION)
+    assert str(now.version) != old.version and logged_models.takes_photos(CHAMPION)
     assert (f"alias `champion`: the champion's own model (version {old.version}), now taking "
             "photos") in page
     # A champion taking arrays that is another model, with the same score on the same photos:
@@ -249,9 +254,9 @@ def test_a_champion_that_takes_arrays_gives_its_alias_to_its_photo_model(
     other = next(n for n in yaml.safe_load((project / "params.yaml").read_text())["models"]
                  if n != best)
     other_id = (project / f"models/{other}/mlflow_model_id").read_text().strip()
-    tied = tracking.register_candidate(other_id, {**tags, "model_name": other}, promote=True)
+    tied = registry.register_candidate(other_id, {**tags, "model_name": other}, promote=True)
     page = compare_in(project, yaml.safe_load((project / "params.yaml").read_text()))
-    assert tracking.takes_photos(CHAMPION)
+    assert logged_models.takes_photos(CHAMPION)
     assert (f"it takes photos and is as good as the champion, version {tied.version}, which takes "
             "arrays, on the same validation photos") in page
 

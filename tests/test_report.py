@@ -24,14 +24,8 @@ from test_charts import charts_in
 
 from catsdogs.cli.main import main
 from catsdogs.evaluation.stats import compare_paired, wilson_interval
-from catsdogs.reports.report import (
-    COMMENT_LIMIT,
-    UNTOUCHED,
-    changed_models_charts,
-    compare_models,
-    param_changes,
-    render,
-)
+from catsdogs.reports.comparison import UNTOUCHED, compare_models, param_changes
+from catsdogs.reports.report import COMMENT_LIMIT, changed_models_charts, render
 from catsdogs.reports.results import Results
 
 # -- the arithmetic -----------------------------------------------------------------------
@@ -195,7 +189,8 @@ def served(results: Results):
 
 
 def test_like_for_like_remakes_each_side_made_elsewhere_once() -> None:
-    from catsdogs.reports.pull_request import Made, like_for_like
+    from catsdogs.reports.pull_request import like_for_like
+    from catsdogs.reports.retraining import Made
 
     sides = {"base": on(EPYC, "m1", "m2"), "head": on(EPYC, "m2")}
     sides["head"].train["m1"], sides["head"].evaluation["m1"] = {"val_accuracy": 0.6}, \
@@ -251,7 +246,7 @@ def test_fine_tunes_of_a_retrained_model_retrain_after_it() -> None:
 
 
 def test_the_report_says_where_each_side_was_made_and_why() -> None:
-    from catsdogs.reports.report import made_where
+    from catsdogs.reports.provenance import made_where
 
     base, head = on(EPYC, "m1", "m2"), on(EPYC, "m2")
     head.train["m1"], head.evaluation["m1"], head.machine["m1"] = {"val_accuracy": 0.6}, \
@@ -269,7 +264,7 @@ def test_the_report_says_where_each_side_was_made_and_why() -> None:
 
 
 def test_the_plan_says_what_will_train_before_anything_does() -> None:
-    from catsdogs.reports.report import plan_committed, plan_profile
+    from catsdogs.reports.provenance import plan_committed, plan_profile
 
     assert plan_committed(["train@m1"], ["train@m1", "train@m2"]) == (
         "Plan: the head trains 1 model(s) the change left stale (`train@m1`); 2 model(s) the "
@@ -305,25 +300,25 @@ def test_stale_stages_are_changed_code_and_params_not_missing_outputs() -> None:
     status = {  # `dvc status --json` in a clone without the DVC cache, of a branch
         "split": [{"changed deps": {"data/raw": "deleted"}},
                   {"changed outs": {"data/split": "not in cache"}}],
-        "train@m1": [{"changed deps": {"src/catsdogs/training.py": "modified",
+        "train@m1": [{"changed deps": {"src/catsdogs/training/train.py": "modified",
                                        "params.yaml": {"models.m1": "modified"}}}],
         "evaluate@m1": ["changed command"],
     }
     assert stale_stages(status) == {
-        "train@m1": ["changed deps src/catsdogs/training.py (modified)",
+        "train@m1": ["changed deps src/catsdogs/training/train.py (modified)",
                      "changed deps params.yaml: models.m1 (modified)"],
         "evaluate@m1": ["changed command"]}
 
 
 def test_stale_committed_results_open_the_report_with_the_refresh() -> None:
-    from catsdogs.reports.report import stale_results
+    from catsdogs.reports.provenance import stale_results
 
     assert stale_results({}) == []
-    lines = stale_results({"train@m1": ["changed deps src/catsdogs/training.py (modified)"]})
+    lines = stale_results({"train@m1": ["changed deps src/catsdogs/training/train.py (modified)"]})
     assert lines[0].startswith("> **Stale committed results.** This branch changes what "
                                "`train@m1` computes")
     assert "`dvc repro && dvc push`, then commit `dvc.lock` and `metrics/`" in lines[0]
-    assert "> - `train@m1`: changed deps src/catsdogs/training.py (modified)" in lines
+    assert "> - `train@m1`: changed deps src/catsdogs/training/train.py (modified)" in lines
 
 
 def test_identical_results_are_unchanged_and_new_models_are_named() -> None:

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from conftest import PROJECT_ROOT, another_kind_of_cpu, load_stage, small_params, write_params
 
 from catsdogs.models.model_file import load_model_file
-from catsdogs.training.loop import resume
+from catsdogs.training import resume
 from catsdogs.training.resume import ResumeState, SavedState, claimed, training_digest
 
 # -- the state's folder ---------------------------------------------------------------------
@@ -259,7 +259,9 @@ def tiny_fit(epochs: int, resume_with=None):
     import keras
     import tensorflow as tf
 
-    from catsdogs.training.loop import compile_model, fit, set_determinism
+    from catsdogs.training.fit import fit
+    from catsdogs.training.objective import compile_model
+    from catsdogs.training.strategy import set_determinism
 
     set_determinism(3)
     model = compile_model(keras.Sequential([keras.Input((4,)), keras.layers.Dropout(0.3),
@@ -271,7 +273,7 @@ def tiny_fit(epochs: int, resume_with=None):
 
 
 def test_a_state_that_cannot_be_saved_does_not_stop_the_training(caplog) -> None:
-    from catsdogs.training.loop import Resume
+    from catsdogs.training.fit import Resume
 
     def full_disk(state: SavedState) -> None:
         raise OSError(28, "No space left on device")
@@ -282,7 +284,7 @@ def test_a_state_that_cannot_be_saved_does_not_stop_the_training(caplog) -> None
 
 
 def test_a_state_saved_after_the_last_epoch_trains_nothing_more(tmp_path: Path) -> None:
-    from catsdogs.training.loop import Resume
+    from catsdogs.training.fit import Resume
 
     saves: list[SavedState] = []
     whole_model, whole = tiny_fit(2, Resume(None, saves.append))

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import make_project, project_params
 
-from catsdogs.reports.pull_request import models_touched
-from catsdogs.reports.stage_changes import stage_views, touched_stages
+from catsdogs.reports.stage_changes import models_touched, stage_views, touched_stages
 
 
 @pytest.fixture()
@@ -49,11 +48,11 @@ def test_one_models_params_touch_that_model_and_its_fine_tunes(base: Path, tmp_p
 
 def test_code_every_train_stage_runs_touches_every_model(base: Path, tmp_path: Path) -> None:
     head = make_project(tmp_path / "head", project_params())
-    training = head / "src/catsdogs/training.py"
+    training = head / "src/catsdogs/training/train.py"
     training.write_text(training.read_text() + "\n# a comment is a change to DVC\n")
     touched, models = touched_models(base, head)
     assert models == list(project_params()["models"]) + list(project_params()["finetune"])
-    assert touched["train@" + models[0]] == ["file src/catsdogs/training.py"]
+    assert touched["train@" + models[0]] == ["file src/catsdogs/training/train.py"]
     assert "split" not in touched
 
 

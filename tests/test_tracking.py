@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from conftest import load_stage, small_params, write_params
 from mlflow.tracking import MlflowClient
 
-from catsdogs.tracking.client import client as tracking
+from catsdogs.core.params import flatten
+from catsdogs.tracking import runs, store
 
 
 def test_default_store_is_at_the_dvc_root_even_in_a_temp_copy(tmp_path: Path, monkeypatch) -> None:
@@ -21,11 +22,11 @@ def test_default_store_is_at_the_dvc_root_even_in_a_temp_copy(tmp_path: Path, mo
     copy.mkdir(parents=True)
     monkeypatch.chdir(copy)
     monkeypatch.setenv("DVC_ROOT", str(tmp_path / "repo"))  # what DVC sets for --temp/--queue
-    assert tracking.tracking_uri() == f"sqlite:///{tmp_path / 'repo/mlflow.db'}"
+    assert store.tracking_uri() == f"sqlite:///{tmp_path / 'repo/mlflow.db'}"
     monkeypatch.delenv("DVC_ROOT")
-    assert tracking.tracking_uri() == f"sqlite:///{copy / 'mlflow.db'}"
+    assert store.tracking_uri() == f"sqlite:///{copy / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://team:5000")
-    assert tracking.tracking_uri() == "http://team:5000"
+    assert store.tracking_uri() == "http://team:5000"
 
 
 def test_artifacts_of_a_temp_copy_land_at_the_project_root(tmp_path: Path, monkeypatch) -> None:
@@ -34,13 +35,13 @@ def test_artifacts_of_a_temp_copy_land_at_the_project_root(tmp_path: Path, monke
     copy.mkdir(parents=True)
     monkeypatch.chdir(copy)
     monkeypatch.setenv("DVC_ROOT", str(tmp_path / "repo"))
-    tracking.connect()
+    store.connect()
     experiment = MlflowClient().get_experiment_by_name("catsdogs")
     assert experiment.artifact_location == (tmp_path / "repo/mlruns").as_uri()
 
 
 def test_flatten_params() -> None:
-    assert tracking.flatten({"train": {"epochs": 3, "opt": {"lr": 0.1}}, "seed": 1}) == {
+    assert flatten({"train": {"epochs": 3, "opt": {"lr": 0.1}}, "seed": 1}) == {
         "train.epochs": 3, "train.opt.lr": 0.1, "seed": 1,
     }
 
@@ -141,7 +142,7 @@ def test_ctrl_c_while_a_run_starts_ends_it_killed(tmp_path: Path, monkeypatch) -
     import mlflow
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    tracking.connect()
+    store.connect()
     start_run, set_terminated = mlflow.start_run, MlflowClient.set_terminated
 
     def interrupted_start(*args, **kwargs):
@@ -156,7 +157,7 @@ def test_ctrl_c_while_a_run_starts_ends_it_killed(tmp_path: Path, monkeypatch) -
     monkeypatch.setattr(mlflow, "start_run", interrupted_start)
     monkeypatch.setattr(MlflowClient, "set_terminated", interrupted_end)
     body_ran = []
-    with pytest.raises(KeyboardInterrupt), tracking.run("interrupted") as run_id:
+    with pytest.raises(KeyboardInterrupt), runs.run("interrupted") as run_id:
         body_ran.append(run_id)
     assert body_ran == []  # the interrupt came before the block, once the run had started
     [run] = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("catsdogs").experiment_id])
@@ -170,11 +171,11 @@ def test_ctrl_c_that_a_library_rewords_still_ends_the_run_killed(tmp_path: Path,
     from catsdogs.cli.stage_support import fails_clearly
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    tracking.connect()
+    store.connect()
 
     @fails_clearly
     def stage() -> None:
-        with tracking.run("reworded"):
+        with runs.run("reworded"):
             try:
                 raise KeyboardInterrupt
             finally:

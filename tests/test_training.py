@@ -9,10 +9,11 @@ import pytest
 from conftest import TINY_SIZE, tiny_params, transfer_entry
 
 from catsdogs.core.params import ConfigError
+from catsdogs.data.input_pipeline import image_dataset
 from catsdogs.data.manifest import split_rows
-from catsdogs.data.pipeline import image_dataset
 from catsdogs.data.split import build_manifest
-from catsdogs.training.loop import choose_strategy, train_model
+from catsdogs.training.strategy import choose_strategy
+from catsdogs.training.train import train_model
 from catsdogs.zoo.entries import training_job
 
 
@@ -95,7 +96,7 @@ def _signalling_fit(signals_at: list[int], batches: int = 12) -> int:
     import keras
     import numpy as np
 
-    from catsdogs.training.loop import _InterruptsThatStick
+    from catsdogs.training.callbacks import InterruptsThatStick
 
     ended = []
 
@@ -111,7 +112,7 @@ def _signalling_fit(signals_at: list[int], batches: int = 12) -> int:
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile(optimizer="sgd", loss="mse")
     x = np.zeros((batches, 2), "float32")
-    stopper = _InterruptsThatStick()
+    stopper = InterruptsThatStick()
     with pytest.raises(KeyboardInterrupt), stopper.installed():
         model.fit(x, x[:, :1], batch_size=1, epochs=5, verbose=0,
                   callbacks=[Recorder(), stopper, Signaller()])

@@ -1,7 +1,7 @@
 """catsdogs: a reproducible cats-vs-dogs image classification pipeline.
 
 DVC stages (download, split, train, evaluate) over a model zoo in params.yaml, Keras models,
-MLflow tracking. The library modules here are pure; `stages/` and `catsdogs.cli.main` are the edge.
+MLflow tracking. The library modules here are pure; `stages/` and `catsdogs.cli` are the edge.
 """
 
 import os

@@ -1,3 +1,5 @@
-"""The `catsdogs` command (`main`) with one module per command, and what the stage
-scripts in `stages/` share (`stage_support`).
+"""The `catsdogs` command: `main` gathers the subcommands, one module each named for its
+command (`predict`, `evaluate`, `ui`, `leaderboard`, `zoo_stages`, `report`, `pr_report`;
+`model_source` is where predict and evaluate get their model); and what the stage scripts in
+`stages/` share (`stage_support`).
 """

@@ -227,7 +227,7 @@ def read_seed(params: Mapping[str, Any]) -> int:
     return seed
 
 
-# Here rather than in zoo.py, which imports Keras: `catsdogs report` lists the zoo's models
+# Here rather than in zoo/entries.py, which imports Keras: `catsdogs report` lists the zoo's models
 # from a revision's params.yaml and should stay light.
 def entry_names(params: Mapping[str, Any]) -> list[str]:
     """Every model of the zoo, `models` then `finetune`, in params order."""

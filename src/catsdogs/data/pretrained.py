@@ -18,7 +18,8 @@ from typing import Any
 
 from catsdogs.core.atomic import atomic_dir
 from catsdogs.core.params import ConfigError
-from catsdogs.data.download import DownloadError, fetch, shown
+from catsdogs.data.fetch import fetch
+from catsdogs.data.sources import DownloadError, shown
 
 WEIGHTS_FILE = "weights.h5"
 NO_WEIGHTS_FILE = "none.txt"

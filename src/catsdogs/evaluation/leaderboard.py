@@ -1,7 +1,7 @@
 """The leaderboard: every model's validation and test numbers side by side, and the champion.
 
 Reads the metrics dicts written by the train and evaluate stages, each model's training
-record (epochs, timings, size: `training.training_record`) and the data facts (for the
+record (epochs, timings, size: `training.train.training_record`) and the data facts (for the
 majority-class baseline and the number of validation images); returns DataFrames. Each
 accuracy carries its 95% Wilson interval. The champion is chosen by validation accuracy
 only: choosing by test accuracy would make the test set a second validation set and its

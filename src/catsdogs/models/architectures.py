@@ -1,7 +1,7 @@
 """The model zoo's builders, registered by architecture name, and the layers they share.
 
 Each builder is `build_x(input_shape, **settings) -> keras.Model`, with its settings as typed
-keyword-only parameters (ranges in `Annotated`): `zoo.py` checks params.yaml against those
+keyword-only parameters (ranges in `Annotated`): `catsdogs.zoo.entries` checks params.yaml against those
 signatures. Rescaling and augmentation are layers inside the model, so a saved model takes
 raw RGB images in [0, 255] and carries its own preprocessing. Every model outputs one logit
 (dog vs cat) from a float32 layer named `logit`. A transfer builder names its pretrained

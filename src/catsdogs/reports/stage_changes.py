@@ -5,7 +5,8 @@ DVC's own reading of dvc.yaml, and returns, per stage of the head, why it must r
 its command, a params value or a file it depends on differs, or a stage it depends on must
 run again. Outputs of other stages are not hashed (they do not exist yet): a stage is
 touched through them exactly when the stage that makes them is. What nothing touched makes
-the same numbers at both revisions, so a report need not train it.
+the same numbers at both revisions, so a report need not train it; models_touched names the
+zoo entries whose training or evaluation was touched.
 Writes nothing.
 """
 
@@ -15,8 +16,10 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from catsdogs.core.params import flatten
+from catsdogs.core.params import entry_names, flatten
+from catsdogs.zoo.stages import evaluation_stage, training_stage
 
 
 @dataclass(frozen=True)
@@ -112,3 +115,9 @@ def downstream(views: Mapping[str, StageView], names: Iterable[str]) -> set[str]
                 found.add(name)
                 grew = True
     return found
+
+
+def models_touched(params: Mapping[str, Any], touched: Mapping[str, Any]) -> list[str]:
+    """The zoo entries of `params` whose training or evaluation is among `touched`."""
+    return [m for m in entry_names(params)
+            if {training_stage(params, m), evaluation_stage(params, m)} & set(touched)]

@@ -1,4 +1,14 @@
 """MLflow at the edge: the store, runs, logged models and the registry.
 
 Only the stages and the CLI import this package; the library below it never imports mlflow.
+Its modules, each importing only those listed before it:
+
+- `writes`: every store write whole (Ctrl-C held, a locked SQLite file retried).
+- `dead_runs`: who owns a run, and ending KILLED the runs whose process died.
+- `store`: where runs go (MLFLOW_TRACKING_URI or the project's sqlite file), `connect`,
+  the experiment and its runs page, the store lock.
+- `runs`: opening a run and logging params, metrics, artifacts and data sets into it.
+- `logged_models`: the Keras and photo-serving LoggedModels, the evaluation attached to
+  them, and the ids written beside a model folder.
+- `registry`: registering a candidate and moving the champion alias.
 """

@@ -9,11 +9,11 @@ writes nothing.
 
 from __future__ import annotations
 
-# Keras' names for them (`training.logit_accuracy()` is named "accuracy"): the training
+# Keras' names for them (`objective.logit_accuracy()` is named "accuracy"): the training
 # pass's loss and accuracy, then the same on the validation split.
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 # A list, not a tuple: pandas reads a tuple as one column's key.
 HISTORY_COLUMNS = ["epoch", *EPOCH_METRICS, "seconds"]
 # Beside a trained model in models/<name>/: its settings, size and timings
-# (`training.training_record`), kept out of the metrics DVC diffs.
+# (`train.training_record`), kept out of the metrics DVC diffs.
 TRAINING_FILE = "training.json"

@@ -6,7 +6,7 @@ DVC 3 keeps no checkpoints. After every epoch the training saves here the values
 model and optimizer variable (weights, the optimizer's moments and step count, and the
 seed-generator states of augmentation and dropout layers), the epoch and the history so far.
 Seeded and deterministic, the resumed training then ends with the very model an
-uninterrupted one makes (`catsdogs.training.loop.fit` restores the input pipeline's shuffle).
+uninterrupted one makes (`catsdogs.training.fit.fit` restores the input pipeline's shuffle).
 
 Layout, under the project root the stage runs in (a queued or `--temp` experiment runs in
 its own copy under .dvc/tmp): `.catsdogs/resume/<model>/<digest>/epoch-<k>/`, where the

@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from catsdogs.data.download import DownloadConfig, unpack
+from catsdogs.data.archives import unpack
 from catsdogs.data.layouts import DEFAULT_CLASS_NAMES, read_layout
 from catsdogs.data.manifest import LABELS
+from catsdogs.data.sources import DownloadConfig
 from catsdogs.evaluation.scores import class_scores, confusion_matrix
 from catsdogs.evaluation.stats import wilson_interval
 from catsdogs.inference.predict import Prediction, Skipped, classify
