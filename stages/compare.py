@@ -15,7 +15,7 @@ model, with a test photo as its input example (--images holds the photos). It ta
 `champion` alias (what `predict` and serving use) only when it beats the current champion
 on the same validation photos, or when the champion is the same model taking arrays (a
 store from before photo serving); otherwise it gets `challenger`
-(`compare.champion_decision`). Inside `dvc exp run` nothing is registered unless asked
+(`catsdogs.evaluation.champion.champion_decision`). Inside `dvc exp run` nothing is registered unless asked
 (--register yes, or CATSDOGS_REGISTER=yes): an experiment must not move the team's alias.
 """
 
@@ -40,7 +40,8 @@ from catsdogs.tracking.registry import VALIDATION_DATA_TAG, register_candidate, 
 from catsdogs.tracking.runs import git_commit
 from catsdogs.tracking.store import connect
 from catsdogs.training.history import TRAINING_FILE
-from catsdogs.zoo.entries import entry_names, params_digest
+from catsdogs.zoo.entries import params_digest
+from catsdogs.zoo.settings import entry_names
 
 # Set by DVC in every stage of an experiment (`dvc exp run`, queued or not) to its name.
 DVC_EXP_NAME = "DVC_EXP_NAME"

@@ -12,6 +12,7 @@ import pytest
 from conftest import commit, sh
 from mlflow.tracking import MlflowClient
 
+from catsdogs.evaluation.champion import CHAMPION
 from catsdogs.tracking import registry
 from catsdogs.tracking.store import REGISTERED_MODEL, connect
 
@@ -43,7 +44,7 @@ registry.register_candidate(model.model_id, {"val_accuracy": accuracy,
 
 def champion_accuracy(store: str) -> str:
     version = MlflowClient(store).get_model_version_by_alias(REGISTERED_MODEL,
-                                                            registry.CHAMPION_ALIAS)
+                                                            CHAMPION)
     return version.tags["val_accuracy"]
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from catsdogs.cli.report import OUT, REPO, write_report
+from catsdogs.cli.report_files import OUT, REPO, write_report
 from catsdogs.cli.stage_support import setup_logging
 from catsdogs.core.errors import UserError
 

@@ -227,13 +227,6 @@ def read_seed(params: Mapping[str, Any]) -> int:
     return seed
 
 
-# Here rather than in zoo/entries.py, which imports Keras: `catsdogs report` lists the zoo's models
-# from a revision's params.yaml and should stay light.
-def entry_names(params: Mapping[str, Any]) -> list[str]:
-    """Every model of the zoo, `models` then `finetune`, in params order."""
-    return [*(params.get("models") or {}), *(params.get("finetune") or {})]
-
-
 def keyword_hints(func: Callable[..., Any]) -> dict[str, Any]:
     """The type hints of a function's keyword-only parameters: its settings."""
     hints = typing.get_type_hints(func, include_extras=True)

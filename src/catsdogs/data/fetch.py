@@ -185,7 +185,8 @@ def fetch(
 ) -> Fetched:
     """Fetch the first source that works into `dest`, hashing it on the way.
 
-    A local folder is not copied here: it is returned as `local_folder`, for `unpack`.
+    A local folder is not copied here: it is returned as `local_folder`, for the download to
+    copy (`archives.copy_folder`).
     Remote sources are retried with exponential backoff on connection errors, timeouts and
     5xx answers; a 4xx answer moves straight on to the next source. Raises DownloadError
     naming every source that failed and how to use a local copy (`hint`).

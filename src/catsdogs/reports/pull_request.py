@@ -27,7 +27,6 @@ from typing import Any
 
 import yaml
 
-from catsdogs.core.params import entry_names
 from catsdogs.reports.profiles import apply_profile
 from catsdogs.reports.provenance import plan_committed, plan_profile
 from catsdogs.reports.results import Results
@@ -42,6 +41,7 @@ from catsdogs.reports.retraining import (
 )
 from catsdogs.reports.revisions import check_revision, clone_at, reader
 from catsdogs.reports.stage_changes import models_touched, stage_views, touched_stages
+from catsdogs.zoo.settings import entry_names
 from catsdogs.zoo.stages import training_stage
 
 logger = logging.getLogger(__name__)

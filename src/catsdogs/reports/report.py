@@ -1,4 +1,5 @@
-"""The pull-request report's Markdown: what a change did to params and numbers, and whether it is noise.
+"""The report's Markdown (`catsdogs report`, `catsdogs pr-report`): what a change did to
+params and numbers, and whether it is noise.
 
 Renders what comparison.py found (the params table, one ModelReport per model) as the
 comment: how the numbers were made (provenance.py's lines), params changed, the per-model

@@ -19,7 +19,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from catsdogs.core.params import entry_names, flatten
+from catsdogs.core.params import flatten
+from catsdogs.zoo.settings import entry_names
 
 Reader = Callable[[str], "str | None"]
 # The dvc.yaml stage groups whose params make a model's numbers.

@@ -31,7 +31,6 @@ import yaml
 
 from catsdogs.core.atomic import atomic_dir
 from catsdogs.core.machine import MACHINE_FILE
-from catsdogs.core.params import entry_names
 from catsdogs.reports.profiles import apply_profile, digest
 from catsdogs.reports.results import LEADERBOARD_FILE, MACHINES_FILE, MODEL_FILES, Results, read_results
 from catsdogs.reports.revisions import (
@@ -44,6 +43,7 @@ from catsdogs.reports.revisions import (
     reader,
 )
 from catsdogs.reports.stage_changes import downstream, stage_views
+from catsdogs.zoo.settings import entry_names
 from catsdogs.zoo.stages import evaluation_stage, training_stage, with_fine_tunes
 
 logger = logging.getLogger(__name__)
@@ -69,7 +69,6 @@ class Made:
 
     def results(self) -> Results:
         return read_results(self.read, [])
-
 
 
 def retrain_here(repo: Path, models: Collection[str], *, whole: bool = True) -> tuple[str, ...]:

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from catsdogs.core.params import entry_names, flatten
+from catsdogs.core.params import flatten
+from catsdogs.zoo.settings import entry_names
 from catsdogs.zoo.stages import evaluation_stage, training_stage
 
 

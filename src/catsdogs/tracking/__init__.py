@@ -1,6 +1,7 @@
 """MLflow at the edge: the store, runs, logged models and the registry.
 
-Only the stages and the CLI import this package; the library below it never imports mlflow.
+Only the stages and the CLI import this package; the library below it does not import mlflow,
+but for the registered photo model itself (`inference.photo_pyfunc`, an MLflow pyfunc).
 Its modules, each importing only those listed before it:
 
 - `writes`: every store write whole (Ctrl-C held, a locked SQLite file retried).

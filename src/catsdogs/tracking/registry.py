@@ -28,7 +28,6 @@ from catsdogs.tracking.writes import write
 
 log = logging.getLogger(__name__)
 
-CHAMPION_ALIAS = CHAMPION
 # On a registered version: which validation photos its val_accuracy was measured on
 # (data.manifest.split_digest), and why it holds its alias.
 VALIDATION_DATA_TAG = "validation_data"
@@ -70,7 +69,7 @@ def uncommitted_paths(root: Path | None = None) -> list[str]:
 
 def _champion(client: MlflowClient) -> Any:
     try:
-        return client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION_ALIAS)
+        return client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
     except MlflowException:
         return None
 
@@ -90,12 +89,12 @@ def _takes_photos_instead(candidate: Standing, incumbent: Any, wraps: str, alias
     if (incumbent.tags or {}).get(TAKES_TAG) == TAKES_PHOTOS:
         return alias, reason
     if _holds(incumbent, wraps):
-        return CHAMPION_ALIAS, (f"the champion's own model (version {incumbent.version}), now "
+        return CHAMPION, (f"the champion's own model (version {incumbent.version}), now "
                                 "taking photos")
     theirs = _standing(incumbent)
     if (candidate.validation_data is not None and candidate.validation_data == theirs.validation_data
             and (candidate.val_accuracy or 0.0) >= (theirs.val_accuracy or 0.0)):
-        return CHAMPION_ALIAS, (
+        return CHAMPION, (
             f"it takes photos and is as good as the champion, version {incumbent.version}, which "
             f"takes arrays, on the same validation photos: {candidate.val_accuracy:.4f} >= "
             f"{theirs.val_accuracy or 0.0:.4f}")
@@ -106,7 +105,7 @@ def register_candidate(model_id: str | None, tags: Mapping[str, str], *,
                        promote: bool = False, uncommitted: Sequence[str] = (),
                        wraps: str | None = None) -> Registration | None:
     """Register the LoggedModel `model_id` as a version of `catsdogs` and give it the
-    champion alias if it beats the current champion (`compare.champion_decision`: better
+    champion alias if it beats the current champion (`evaluation.champion.champion_decision`: better
     validation accuracy on the same validation photos, from the `val_accuracy` and
     VALIDATION_DATA_TAG tags), else the challenger alias. The reason is tagged on the version.
     A model made from `uncommitted` code or params (`uncommitted_paths`) is tagged so and
@@ -146,15 +145,15 @@ def register_candidate(model_id: str | None, tags: Mapping[str, str], *,
         incumbent = _champion(client)
         alias, reason = champion_decision(
             candidate, _standing(incumbent) if incumbent else None, promote=promote)
-        if alias != CHAMPION_ALIAS and wraps and incumbent is not None:
+        if alias != CHAMPION and wraps and incumbent is not None:
             alias, reason = _takes_photos_instead(candidate, incumbent, wraps, alias, reason)
-        if uncommitted and not promote and alias == CHAMPION_ALIAS:
+        if uncommitted and not promote and alias == CHAMPION:
             alias, reason = CHALLENGER, (
                 f"made from uncommitted changes ({', '.join(uncommitted[:3])}"
                 f"{', ...' if len(uncommitted) > 3 else ''}): commit them and run again, or "
                 "promote it on purpose with `python stages/compare.py --promote`")
         _move_alias(client, version, alias, reason)
-    if alias == CHAMPION_ALIAS and not promote:
+    if alias == CHAMPION and not promote:
         _hand_back(client, candidate)
     log.info("%s version %s is %s: %s", REGISTERED_MODEL, version, alias, reason)
     return Registration(version, alias, reason)
@@ -173,7 +172,7 @@ def _hand_back(client: MlflowClient, ours: Standing) -> None:
     if holder is None or str(holder.version) == ours.version:
         return
     alias, reason = champion_decision(ours, _standing(holder))
-    if alias == CHAMPION_ALIAS:
+    if alias == CHAMPION:
         log.warning("a concurrent compare gave the champion alias to version %s, which version "
                     "%s beats: handing it back", holder.version, ours.version)
         _move_alias(client, ours.version, alias, reason)

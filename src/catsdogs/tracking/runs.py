@@ -130,6 +130,7 @@ def log_params(params: Mapping[str, Any]) -> None:
 
 
 def numeric_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """`metrics` flattened to dotted keys (with `prefix`), numbers only, as floats."""
     return {
         f"{prefix}{k}": float(v)
         for k, v in flatten(metrics).items()

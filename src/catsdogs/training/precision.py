@@ -30,7 +30,7 @@ BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 def with_precision(model: keras.Model, precision: Precision) -> keras.Model:
     """The same model with every layer's dtype policy set to `precision`, weights copied.
 
-    The preprocessing layers and the logit (`models.FLOAT32_LAYERS`) stay float32. Returns
+    The preprocessing layers and the logit (`models.architectures.FLOAT32_LAYERS`) stay float32. Returns
     `model` itself when nothing would change.
     """
     def convert(node: Any, layer: str | None = None) -> Any:

@@ -2,7 +2,7 @@
 
 Reads the `seed`, `train`, `models` and `finetune` sections of params.yaml (a dict) and
 returns checked, frozen specs; reads no file itself. A `models` entry names its architecture
-(`arch`, a key of `models.ARCHITECTURES`) and that builder's settings; a `finetune` entry
+(`arch`, a key of `models.architectures.ARCHITECTURES`) and that builder's settings; a `finetune` entry
 continues a trained `models` entry (`init_from`) with its base unfrozen from `fine_tune_at`.
 Either may set `optimizer` and `learning_rate`, and override `train` settings for itself
 (`ENTRY_TRAIN_KEYS`): the entry wins over `train`. Every mistake is a ConfigError naming the
@@ -25,7 +25,6 @@ from catsdogs.core.params import (
     ConfigError,
     Range,
     check_settings,
-    entry_names,
     from_mapping,
     keyword_hints,
     read_section,
@@ -33,7 +32,13 @@ from catsdogs.core.params import (
     section,
 )
 from catsdogs.models.architectures import ARCHITECTURES, resolve_weights
-from catsdogs.zoo.settings import ENTRY_TRAIN_KEYS, FINETUNE_TRAIN_KEYS, NOT_DECIDING, TrainConfig
+from catsdogs.zoo.settings import (
+    ENTRY_TRAIN_KEYS,
+    FINETUNE_TRAIN_KEYS,
+    NOT_DECIDING,
+    TrainConfig,
+    entry_names,
+)
 
 OPTIMIZERS: dict[str, Callable[[float], keras.optimizers.Optimizer]] = {
     "adam": lambda lr: keras.optimizers.Adam(learning_rate=lr),
@@ -203,7 +208,7 @@ def training_job(params: Mapping[str, Any], name: str, *,
 def params_digest(params: Mapping[str, Any], name: str) -> str:
     """A short digest of every setting that shapes model `name`'s numbers, from params alone
     (no file need exist): the seed, its `train` settings with its own applied (not those
-    that change no number, `train_config.NOT_DECIDING`), its entry, and the entry of the
+    that change no number, `zoo.settings.NOT_DECIDING`), its entry, and the entry of the
     model it fine-tunes."""
     job = training_job(params, name, check_files=False)
     train = {k: v for k, v in dataclasses.asdict(job.config).items() if k not in NOT_DECIDING}

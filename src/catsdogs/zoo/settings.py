@@ -1,13 +1,15 @@
 """The `train` params section: how every model of the zoo is trained, unless its own entry
 in params.yaml says otherwise (`ENTRY_TRAIN_KEYS`).
 
-Plain data, no TensorFlow: the split stage reads `image_size` from here too.
+Also the names of the zoo's entries (`entry_names`). Plain data, no TensorFlow: the split
+stage reads `image_size` from here too, and `catsdogs report` lists a revision's models.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from catsdogs.core.params import Range
 
@@ -40,3 +42,8 @@ class TrainConfig:
 
 # The settings that change no number: left out of what decides a training (its resume digest).
 NOT_DECIDING = ("memory_budget_mb", "cache_dir", "resume")
+
+
+def entry_names(params: Mapping[str, Any]) -> list[str]:
+    """Every model of the zoo, `models` then `finetune`, in params order."""
+    return [*(params.get("models") or {}), *(params.get("finetune") or {})]

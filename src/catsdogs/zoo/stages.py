@@ -20,8 +20,8 @@ from typing import Any
 
 import yaml
 
-from catsdogs.core.params import ConfigError, entry_names
-from catsdogs.zoo.settings import ENTRY_TRAIN_KEYS, FINETUNE_TRAIN_KEYS
+from catsdogs.core.params import ConfigError
+from catsdogs.zoo.settings import ENTRY_TRAIN_KEYS, FINETUNE_TRAIN_KEYS, entry_names
 
 # Beside the stage scripts; dvc.yaml loads it with `vars`. Committed, and held equal to
 # params.yaml by tests/test_dvc_deps.py.
