@@ -15,7 +15,7 @@ model, with a test photo as its input example (--images holds the photos). It ta
 `champion` alias (what `predict` and serving use) only when it beats the current champion
 on the same validation photos, or when the champion is the same model taking arrays (a
 store from before photo serving); otherwise it gets `challenger`
-(`catsdogs.evaluation.champion.champion_decision`). Inside `dvc exp run` nothing is registered unless asked
+(`evaluation.champion.champion_decision`). Inside `dvc exp run` nothing is registered unless asked
 (--register yes, or CATSDOGS_REGISTER=yes): an experiment must not move the team's alias.
 """
 
@@ -34,8 +34,9 @@ from catsdogs.core.errors import UserError
 from catsdogs.core.machine import MACHINE_FILE
 from catsdogs.core.params import load_params
 from catsdogs.data.manifest import read_manifest, split_digest
-from catsdogs.evaluation.leaderboard import champion, curves, headline, leaderboard, to_markdown
-from catsdogs.tracking.logged_models import known_model, photo_model, read_ids
+from catsdogs.evaluation.leaderboard import best_model, curves, headline, leaderboard, to_markdown
+from catsdogs.tracking.logged_models import known_model, read_ids
+from catsdogs.tracking.photo_model import photo_model
 from catsdogs.tracking.registry import VALIDATION_DATA_TAG, register_candidate, uncommitted_paths
 from catsdogs.tracking.runs import git_commit
 from catsdogs.tracking.store import connect
@@ -103,7 +104,7 @@ def main(params_path: str, metrics_dir: Path, models_dir: Path, out: Path, accur
                         _read(metrics_dir / "data.json"),
                         {n: _read(models_dir / n / TRAINING_FILE) for n in names
                          if (models_dir / n / TRAINING_FILE).is_file()})
-    best = champion(board)
+    best = best_model(board)
     row = board[board["model"] == best].iloc[0]
     numbers = {"val_accuracy": float(row["val_accuracy"]),
                "test_accuracy": float(row["test_accuracy"])}

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from catsdogs.evaluation.champion import Standing, champion_decision
-from catsdogs.evaluation.leaderboard import champion, leaderboard, to_markdown
+from catsdogs.evaluation.leaderboard import best_model, leaderboard, to_markdown
 
 DATA = {"splits": {"validation": {"baseline_accuracy": 0.5, "total": 800},
                   "test": {"baseline_accuracy": 0.5, "total": 200}}}
@@ -25,7 +25,7 @@ def test_champion_is_chosen_by_validation_not_test() -> None:
     board = leaderboard({k: v[0] for k, v in pairs.items()}, {k: v[1] for k, v in pairs.items()}, DATA)
     assert list(board["model"]) == ["b", "a", "c", "majority_baseline"]
     assert list(board["rank"][:3]) == [1, 2, 3] and pd.isna(board["rank"].iloc[3])
-    assert champion(board) == "b"
+    assert best_model(board) == "b"
     assert board.loc[board.model == "majority_baseline", "test_accuracy"].item() == 0.5
     page = to_markdown(board, "b", "Registered as `catsdogs` version 7.")
     assert "**b**" in page and "version 7" in page and "| majority_baseline |" in page

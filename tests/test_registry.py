@@ -224,7 +224,7 @@ def test_a_champion_that_takes_arrays_gives_its_alias_to_its_photo_model(
         project: Path, tmp_path: Path, monkeypatch) -> None:
     import shutil
 
-    from catsdogs.tracking import logged_models, registry
+    from catsdogs.tracking import logged_models, photo_model, registry
     from catsdogs.tracking.store import connect
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -241,12 +241,12 @@ def test_a_champion_that_takes_arrays_gives_its_alias_to_its_photo_model(
     # version wraps it yet.
     client.delete_model_version("catsdogs", champion.version)
     tags = {k: v for k, v in champion.tags.items()
-            if k not in (logged_models.TAKES_TAG, logged_models.KERAS_MODEL_TAG)}
+            if k not in (photo_model.TAKES_TAG, logged_models.KERAS_MODEL_TAG)}
     old = registry.register_candidate(keras_id, tags, promote=True)
-    assert not logged_models.takes_photos(CHAMPION)
+    assert not photo_model.takes_photos(CHAMPION)
     page = compare_in(project, yaml.safe_load((project / "params.yaml").read_text()))
     now = client.get_model_version_by_alias("catsdogs", "champion")
-    assert str(now.version) != old.version and logged_models.takes_photos(CHAMPION)
+    assert str(now.version) != old.version and photo_model.takes_photos(CHAMPION)
     assert (f"alias `champion`: the champion's own model (version {old.version}), now taking "
             "photos") in page
     # A champion taking arrays that is another model, with the same score on the same photos:
@@ -256,7 +256,7 @@ def test_a_champion_that_takes_arrays_gives_its_alias_to_its_photo_model(
     other_id = (project / f"models/{other}/mlflow_model_id").read_text().strip()
     tied = registry.register_candidate(other_id, {**tags, "model_name": other}, promote=True)
     page = compare_in(project, yaml.safe_load((project / "params.yaml").read_text()))
-    assert logged_models.takes_photos(CHAMPION)
+    assert photo_model.takes_photos(CHAMPION)
     assert (f"it takes photos and is as good as the champion, version {tied.version}, which takes "
             "arrays, on the same validation photos") in page
 

@@ -32,12 +32,12 @@ def load_model(source: str | None):
     are. None: the pipeline's best model (`_champion_folder`)."""
     source = source or _champion_folder()
     if source.startswith(("models:/", "runs:/")):
-        from catsdogs.tracking import logged_models, store
+        from catsdogs.tracking import logged_models, photo_model, store
 
         try:
             store.connect()
-            if logged_models.takes_photos(source):
-                return logged_models.load_photo_model(source)
+            if photo_model.takes_photos(source):
+                return photo_model.load_photo_model(source)
             return logged_models.load_keras_model(source)
         except store.TrackingError as error:
             raise click.BadParameter(str(error), param_hint="--model") from error

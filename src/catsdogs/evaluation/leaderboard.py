@@ -82,7 +82,7 @@ def leaderboard(
     return board[COLUMNS]
 
 
-def champion(board: pd.DataFrame) -> str:
+def best_model(board: pd.DataFrame) -> str:
     """The model ranked first (by validation accuracy)."""
     return str(board.loc[board["rank"] == 1, "model"].iloc[0])
 

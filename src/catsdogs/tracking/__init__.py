@@ -9,7 +9,9 @@ Its modules, each importing only those listed before it:
 - `store`: where runs go (MLFLOW_TRACKING_URI or the project's sqlite file), `connect`,
   the experiment and its runs page, the store lock.
 - `runs`: opening a run and logging params, metrics, artifacts and data sets into it.
-- `logged_models`: the Keras and photo-serving LoggedModels, the evaluation attached to
-  them, and the ids written beside a model folder.
+- `logged_models`: the Keras LoggedModel of a training, the evaluation attached to it, and
+  the ids written beside a model folder.
+- `photo_model`: the photo-serving pyfunc that wraps it, logged once per model, code and
+  pixel cap; telling a version that takes photos from one that takes arrays.
 - `registry`: registering a candidate and moving the champion alias.
 """

@@ -22,7 +22,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from catsdogs.evaluation.champion import CHALLENGER, CHAMPION, Standing, champion_decision
-from catsdogs.tracking.logged_models import KERAS_MODEL_TAG, TAKES_PHOTOS, TAKES_TAG, known_model
+from catsdogs.tracking.logged_models import KERAS_MODEL_TAG, known_model
+from catsdogs.tracking.photo_model import TAKES_PHOTOS, TAKES_TAG
 from catsdogs.tracking.store import REGISTERED_MODEL, project_root, store_lock
 from catsdogs.tracking.writes import write
 
